@@ -1,0 +1,1 @@
+"""Repository functions: one function per query, parameters only, no SQL built from strings."""

@@ -1,0 +1,64 @@
+"""`render-pipeline db …` as an operator runs it: a real process against a real database."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+
+def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DB_", "MINIO_", "DATABASE_URL"))}
+    return subprocess.run(
+        [sys.executable, "-m", "render_pipeline.cli", *args],
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_upgrade_then_status_then_downgrade(database_url):
+    env = {"DATABASE_URL": database_url}
+    upgraded = _cli("db", "upgrade", env=env)
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert "applied 001_initial_schema" in upgraded.stdout
+    assert "seeded seed_styles.sql" in upgraded.stdout
+
+    again = _cli("db", "upgrade", env=env)
+    assert "schema is up to date at version 002" in again.stdout
+
+    status = _cli("db", "status", env=env)
+    assert status.returncode == 0
+    assert "001_initial_schema" in status.stdout and "pending" not in status.stdout
+    assert "current version: 002 of 002" in status.stdout
+
+    down = _cli("db", "downgrade", "--to", "1", env=env)
+    assert "rolled back 002_runbook_indexes" in down.stdout
+    assert "002_runbook_indexes" in _cli("db", "status", env=env).stdout.split("pending")[0]
+
+
+def test_malformed_setting_is_one_line_naming_the_variable():
+    result = _cli("db", "status", env={"DB_HOST": "localhost", "DB_PORT": "not-a-port"})
+    assert result.returncode == 2
+    assert result.stderr.strip() == "configuration error: DB_PORT: 'not-a-port' is not a port number (1-65535, e.g. 5432)"
+
+
+def test_unreachable_database_is_one_line_not_a_traceback():
+    result = _cli("db", "status", env={"DATABASE_URL": "postgresql://render@127.0.0.1:9/aso_render?connect_timeout=2"})
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: cannot connect to PostgreSQL at 127.0.0.1:9/aso_render")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_wrong_password_is_reported_without_the_password(database_url):
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    info = conninfo_to_dict(database_url)
+    # The embedded server trusts local sockets, so use a user that does not exist instead.
+    bad = make_conninfo(database_url, user="no_such_user", password="Sup3rSecretPw")
+    result = _cli("db", "status", env={"DATABASE_URL": bad})
+    assert result.returncode == 1
+    assert "no_such_user" in result.stderr and "Sup3rSecretPw" not in result.stderr
+    assert info["dbname"] in result.stderr

@@ -1,0 +1,108 @@
+"""One contract, two implementations: the local directory store and the S3 store on moto's server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from render_pipeline.resources.object_store import InvalidKey, LocalObjectStore, ObjectStoreError
+from render_pipeline_tests.conftest import make_s3_store
+
+
+def test_put_get_head_delete_round_trip(object_store):
+    info = object_store.put("uploads/a1/photo.jpg", b"\xff\xd8payload", content_type="image/jpeg")
+    assert info.size == 9 and info.etag
+
+    assert object_store.get("uploads/a1/photo.jpg") == b"\xff\xd8payload"
+    head = object_store.head("uploads/a1/photo.jpg")
+    assert head is not None and head.size == 9 and head.etag == info.etag
+
+    object_store.delete("uploads/a1/photo.jpg")
+    assert object_store.head("uploads/a1/photo.jpg") is None
+    with pytest.raises(KeyError):
+        object_store.get("uploads/a1/photo.jpg")
+    object_store.delete("uploads/a1/photo.jpg")  # deleting twice is fine
+
+
+def test_overwrite_changes_etag(object_store):
+    first = object_store.put("uploads/a/x.png", b"one")
+    second = object_store.put("uploads/a/x.png", b"two-two")
+    assert object_store.get("uploads/a/x.png") == b"two-two"
+    assert first.etag != second.etag
+    assert object_store.head("uploads/a/x.png").etag == second.etag
+
+
+def test_list_pages_in_key_order_with_cursor(object_store):
+    keys = [f"uploads/{name}/f.jpg" for name in ("zeta", "alpha", "Mid", "ünï", "b-c", "b c", "b")]
+    for key in keys:
+        object_store.put(key, b"x")
+    object_store.put("renders/r1/output.png", b"not listed under uploads/")
+
+    seen, cursor, pages = [], None, 0
+    while True:
+        page = object_store.list_page("uploads/", cursor=cursor, page_size=3)
+        assert len(page.objects) <= 3
+        seen.extend(o.key for o in page.objects)
+        pages += 1
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    assert seen == sorted(keys, key=lambda k: k.encode())
+    assert pages == 3
+    assert [o.key for o in object_store.iter_objects("uploads/", page_size=2)] == seen
+
+
+def test_list_resumes_after_a_deleted_cursor_key(object_store):
+    for name in "abcdef":
+        object_store.put(f"uploads/{name}/f", b"x")
+    page = object_store.list_page("uploads/", page_size=2)
+    object_store.delete(page.next_cursor)  # the cursor's own key vanishes between pages
+    rest = object_store.list_page("uploads/", cursor=page.next_cursor, page_size=10)
+    assert [o.key for o in rest.objects] == [f"uploads/{n}/f" for n in "cdef"]
+
+
+def test_delete_many_reports_deleted_keys(object_store):
+    keys = [f"renders/r{i}/output.png" for i in range(5)]
+    for key in keys:
+        object_store.put(key, b"x")
+    result = object_store.delete_many(keys + ["renders/missing/output.png"])
+    assert set(keys) <= set(result.deleted)
+    assert not result.errors
+    assert list(object_store.iter_objects("renders/")) == []
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["../escape", "uploads/../../etc/passwd", "/etc/passwd", "uploads/a/\x00.jpg", "uploads//x", "a\\b", "",
+     "uploads/" + "x" * 1100],
+)
+def test_unsafe_keys_are_refused(object_store, key):
+    with pytest.raises(InvalidKey):
+        object_store.put(key, b"x")
+
+
+def test_local_store_never_writes_outside_its_root(tmp_path: Path):
+    store = LocalObjectStore(root=str(tmp_path / "root"))
+    (tmp_path / "root").mkdir()
+    (tmp_path / "root" / "uploads").symlink_to(tmp_path)  # a symlink pointing out of the root
+    with pytest.raises(InvalidKey):
+        store.put("uploads/evil.txt", b"x")
+    assert not (tmp_path / "evil.txt").exists()
+
+
+def test_check_writable_passes_on_a_working_store(object_store):
+    object_store.check_writable()
+    assert object_store.head("_doctor/probe") is None
+
+
+def test_missing_bucket_gives_one_clear_line(s3_endpoint):
+    store = make_s3_store(s3_endpoint, "no-such-bucket")
+    with pytest.raises(ObjectStoreError, match="bucket 'no-such-bucket' does not exist"):
+        store.check_writable()
+
+
+def test_unreachable_endpoint_fails_fast_with_the_endpoint_named():
+    store = make_s3_store("http://127.0.0.1:9", "render-assets", connect_timeout=1, read_timeout=1, max_attempts=1)
+    with pytest.raises(ObjectStoreError, match="127.0.0.1:9"):
+        store.check_writable()
