@@ -76,6 +76,8 @@ class Settings:
     dagster_database_url: str | None
     object_store: ObjectStoreSettings
     log_level: str
+    default_styles: tuple[str, ...] | None  # None: every style in the catalogue
+    default_presets: tuple[str, ...] | None  # None: the catalogue's default set
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -88,6 +90,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         dagster_database_url=_dagster_database_url(env),
         object_store=_object_store_settings(env, home),
         log_level=_log_level(env),
+        default_styles=_id_list(env, "RENDER_DEFAULT_STYLES"),
+        default_presets=_id_list(env, "RENDER_DEFAULT_PRESETS"),
     )
 
 
@@ -179,6 +183,16 @@ def _log_level(env: Mapping[str, str]) -> str:
     if level not in LOG_LEVELS:
         raise ConfigError("LOG_LEVEL", f"{level!r} is not a log level", "one of " + ", ".join(LOG_LEVELS))
     return level
+
+
+def _id_list(env: Mapping[str, str], name: str) -> tuple[str, ...] | None:
+    raw = _get(env, name)
+    if raw is None:
+        return None
+    ids = tuple(dict.fromkeys(part.strip() for part in raw.split(",") if part.strip()))
+    if not ids:
+        raise ConfigError(name, "lists no ids", "comma-separated, e.g. pop-poster,duotone")
+    return ids
 
 
 def _port(env: Mapping[str, str], name: str, default: int) -> int:

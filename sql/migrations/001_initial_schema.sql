@@ -27,7 +27,7 @@ CREATE TABLE size_presets (
 
 CREATE TABLE assets (
     id                uuid PRIMARY KEY,
-    partition_key     text NOT NULL UNIQUE,
+    partition_key     text UNIQUE,  -- NULL only for keys that cannot be a partition (invalid)
     object_key        text NOT NULL UNIQUE,
     filename          text,
     etag              text,
@@ -37,15 +37,17 @@ CREATE TABLE assets (
     width             integer CHECK (width > 0),
     height            integer CHECK (height > 0),
     status            text NOT NULL DEFAULT 'registered'
-                      CHECK (status IN ('registered', 'valid', 'invalid', 'missing')),
+                      CHECK (status IN ('registered', 'valid', 'invalid')),
     error_code        text,
     error_message     text,
     metadata          jsonb NOT NULL DEFAULT '{}'::jsonb,
     dagster_run_id    text,
     created_at        timestamptz NOT NULL DEFAULT now(),
     updated_at        timestamptz NOT NULL DEFAULT now(),
+    requested_at      timestamptz,  -- when the sensor last requested a run for this version
     validated_at      timestamptz,
-    CHECK (status <> 'invalid' OR error_message IS NOT NULL)
+    CHECK (status <> 'invalid' OR error_message IS NOT NULL),
+    CHECK (status = 'invalid' OR partition_key IS NOT NULL)
 );
 
 CREATE TABLE renders (

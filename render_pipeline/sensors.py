@@ -1,0 +1,247 @@
+"""Sensors: new uploads → runs, operator requeues → runs, failed runs → failed rows.
+
+The upload sensor treats the bucket listing as a cycle, not a high-water mark: each tick
+resumes where the previous one stopped, reads a bounded number of pages, asks the database in
+one query per page which (key, ETag) versions it has not settled, and wraps to the start when
+the listing ends.  Every object is therefore seen once per cycle whatever its key — user-chosen
+ids are not monotonic — and run keys plus the `requested_at` mark make a second sighting
+harmless.
+"""
+
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from dagster import (
+    AddDynamicPartitionsRequest,
+    AssetKey,
+    DagsterRunStatus,
+    DefaultSensorStatus,
+    RunFailureSensorContext,
+    RunRequest,
+    RunStatusSensorContext,
+    SensorEvaluationContext,
+    SensorResult,
+    SkipReason,
+    run_failure_sensor,
+    run_status_sensor,
+    sensor,
+)
+
+from render_pipeline.assets.renders import MAX_UPLOADS_PER_RUN, render_asset_key
+from render_pipeline.partitions import uploads_partitions
+from render_pipeline.render_job import (
+    PARTITION_RANGE_END_TAG,
+    PARTITION_RANGE_START_TAG,
+    RENDER_RUN_TAGS,
+    render_uploads_job,
+)
+from render_pipeline.keys import (
+    UPLOADS_PREFIX,
+    InvalidUploadKey,
+    asset_id_for,
+    partition_key_for,
+    short_hash,
+    storable_key,
+)
+from render_pipeline.resources.database import PostgresResource
+from render_pipeline.resources.object_store import ObjectStore
+from render_pipeline.store import renders as renders_store
+from render_pipeline.store import uploads as uploads_store
+from render_pipeline.store.uploads import UploadSighting
+
+LIST_PAGE_SIZE = 1000
+MAX_PAGES_PER_TICK = 5
+MAX_UPLOADS_PER_TICK = 400  # each new partition and run request costs the daemon time
+REQUEUE_BATCH = 200
+
+
+@dataclass
+class ListingCursor:
+    """Where the listing resumes (`after` a key; None = from the start) and how many full
+    passes over the bucket have completed."""
+
+    after: str | None = None
+    cycle: int = 0
+
+    @classmethod
+    def parse(cls, raw: str | None) -> "ListingCursor":
+        if not raw:
+            return cls()
+        data = json.loads(raw)
+        return cls(after=data.get("after"), cycle=int(data.get("cycle", 0)))
+
+    def serialize(self) -> str:
+        return json.dumps({"after": self.after, "cycle": self.cycle})
+
+
+def build_uploads_sensor(render_styles: Sequence[str]):
+    render_keys = [render_asset_key(style) for style in render_styles]
+
+    @sensor(
+        name="uploads_sensor",
+        job=render_uploads_job,
+        minimum_interval_seconds=10,
+        default_status=DefaultSensorStatus.RUNNING,
+        description="Registers new or changed objects under uploads/ as partitions and renders them.",
+    )
+    def uploads_sensor(
+        context: SensorEvaluationContext, database: PostgresResource, object_store: ObjectStore
+    ) -> SensorResult | SkipReason:
+        cursor = ListingCursor.parse(context.cursor)
+        sightings, invalid_keys, pages = _scan(database, object_store, cursor)
+        for key, reason in invalid_keys:
+            context.log.warning(f"upload key {storable_key(key)!r} rejected: {reason}")
+
+        if not sightings:
+            return SensorResult(
+                cursor=cursor.serialize(),
+                skip_reason=f"read {pages} page(s); no new uploads ({len(invalid_keys)} invalid key(s) recorded)",
+            )
+
+        new_keys = [s.partition_key for s in sightings
+                    if not context.instance.has_dynamic_partition(uploads_partitions.name, s.partition_key)]
+        new_set = set(new_keys)
+        with database.connection() as conn:
+            uploads_store.mark_requested(conn, sightings)
+
+        # Partitions added in one request are appended in order, so new keys form one
+        # contiguous range and can share ranged runs; known partitions run on their own.
+        fresh = [s for s in sightings if s.partition_key in new_set]
+        batches = [fresh[i : i + MAX_UPLOADS_PER_RUN] for i in range(0, len(fresh), MAX_UPLOADS_PER_RUN)]
+        batches += [[s] for s in sightings if s.partition_key not in new_set]
+        run_requests = [_run_request(batch, cursor.cycle, render_keys) for batch in batches]
+
+        context.log.info(
+            f"{len(sightings)} upload(s) to render ({len(new_keys)} new) in {len(run_requests)} run(s); "
+            f"{len(invalid_keys)} invalid key(s); cursor {cursor.serialize()}"
+        )
+        return SensorResult(
+            run_requests=run_requests,
+            dynamic_partitions_requests=[AddDynamicPartitionsRequest(uploads_partitions.name, new_keys)]
+            if new_keys else [],
+            cursor=cursor.serialize(),
+        )
+
+    return uploads_sensor
+
+
+def _scan(
+    database: PostgresResource, object_store: ObjectStore, cursor: ListingCursor
+) -> tuple[list[UploadSighting], list[tuple[str, str]], int]:
+    """Advance ``cursor`` through at most MAX_PAGES_PER_TICK pages; collect unsettled versions."""
+    sightings: list[UploadSighting] = []
+    invalid_keys: list[tuple[str, str]] = []
+    pages = 0
+    while pages < MAX_PAGES_PER_TICK and len(sightings) < MAX_UPLOADS_PER_TICK:
+        page = object_store.list_page(UPLOADS_PREFIX, cursor=cursor.after, page_size=LIST_PAGE_SIZE)
+        pages += 1
+        with database.connection() as conn:
+            unsettled = uploads_store.versions_needing_runs(
+                conn, [(storable_key(o.key), o.etag) for o in page.objects]
+            )
+            for obj in page.objects:
+                if (storable_key(obj.key), obj.etag) in unsettled:
+                    try:
+                        partition_key = partition_key_for(obj.key)
+                    except InvalidUploadKey as exc:
+                        uploads_store.record_invalid_key(
+                            conn, asset_id=asset_id_for(obj.key), object_key=storable_key(obj.key),
+                            etag=obj.etag, reason=str(exc),
+                        )
+                        invalid_keys.append((obj.key, str(exc)))
+                    else:
+                        sightings.append(UploadSighting(asset_id_for(obj.key), obj.key, partition_key, obj.etag))
+                cursor.after = obj.key
+                if len(sightings) >= MAX_UPLOADS_PER_TICK:
+                    return sightings, invalid_keys, pages
+        if page.next_cursor is None:
+            cursor.after, cursor.cycle = None, cursor.cycle + 1
+            break
+        cursor.after = page.next_cursor
+    return sightings, invalid_keys, pages
+
+
+def _run_request(batch: Sequence[UploadSighting], cycle: int, render_keys: Sequence[AssetKey]) -> RunRequest:
+    """One run validating and rendering a contiguous range of upload partitions."""
+    versions = "\n".join(f"{s.object_key}\t{s.etag}" for s in batch)
+    return RunRequest(
+        run_key=f"uploads:{cycle}:{short_hash(versions)}",
+        asset_selection=[AssetKey("uploads"), *render_keys],
+        tags={
+            **RENDER_RUN_TAGS,
+            # A ranged run: Dagster reads the range from these tags (RunRequest has no range).
+            PARTITION_RANGE_START_TAG: batch[0].partition_key,
+            PARTITION_RANGE_END_TAG: batch[-1].partition_key,
+            "render_pipeline/uploads": str(len(batch)),
+        },
+    )
+
+
+@sensor(
+    name="requeue_sensor",
+    job=render_uploads_job,
+    minimum_interval_seconds=30,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Launches runs for renders an operator requeued (`render-pipeline requeue`).",
+)
+def requeue_sensor(context: SensorEvaluationContext, database: PostgresResource) -> SensorResult | SkipReason:
+    with database.connection() as conn:
+        rows = renders_store.requeued(conn, limit=REQUEUE_BATCH)
+    if not rows:
+        return SkipReason("no requeued renders")
+    by_upload_style: dict[tuple[str, str], list[dict]] = {}
+    for row in rows:
+        by_upload_style.setdefault((row["partition_key"], row["style_id"]), []).append(row)
+    run_requests = []
+    for (partition_key, style_id), group in by_upload_style.items():
+        key = render_asset_key(style_id)
+        run_requests.append(
+            RunRequest(
+                run_key="requeue:" + short_hash(",".join(f"{r['id']}:{r['attempt']}" for r in group)),
+                partition_key=partition_key,
+                asset_selection=[key],
+                run_config={"ops": {key.to_python_identifier(): {"config": {
+                    "presets": sorted(r["size_preset_id"] for r in group)}}}},
+                tags={**RENDER_RUN_TAGS, "render_pipeline/requeue": "true"},
+            )
+        )
+    return SensorResult(run_requests=run_requests)
+
+
+def _fail_rows_of_run(context: RunStatusSensorContext, database: PostgresResource, what: str) -> None:
+    run = context.dagster_run
+    reason = what
+    if isinstance(context, RunFailureSensorContext):
+        for event in context.get_step_failure_events():
+            error = event.event_specific_data.error if event.event_specific_data else None
+            if error is not None:
+                first_line = error.message.strip().splitlines()[0] if error.message.strip() else error.cls_name
+                reason = f"{what} in step {event.step_key}: {first_line}"
+                break
+        else:
+            if context.failure_event.message:
+                reason = f"{what}: {context.failure_event.message.strip().splitlines()[0]}"
+    with database.connection() as conn:
+        count = renders_store.fail_unfinished_for_run(conn, run.run_id, f"{reason} (run {run.run_id})"[:2000])
+    context.log.info(f"marked {count} render(s) of run {run.run_id} failed")
+
+
+@run_failure_sensor(
+    name="render_run_failure_sensor",
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Marks the renders of a failed run `failed` with the error, so the table stays true.",
+)
+def render_run_failure_sensor(context: RunFailureSensorContext, database: PostgresResource) -> None:
+    _fail_rows_of_run(context, database, "run failed")
+
+
+@run_status_sensor(
+    name="render_run_canceled_sensor",
+    run_status=DagsterRunStatus.CANCELED,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Marks the renders of a canceled run `failed` (canceled).",
+)
+def render_run_canceled_sensor(context: RunStatusSensorContext, database: PostgresResource) -> None:
+    _fail_rows_of_run(context, database, "run canceled")

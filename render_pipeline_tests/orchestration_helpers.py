@@ -1,0 +1,63 @@
+"""Driving the Dagster side in tests the way the daemon does: evaluate a sensor against a real
+instance, add the partitions it asks for, and execute each run request it returns."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+
+import numpy as np
+from dagster import DagsterInstance, Definitions, RunRequest, SensorResult, build_sensor_context
+from PIL import Image
+
+from render_pipeline.definitions import build_definitions
+from render_pipeline.imaging.synthetic import photo_like
+from render_pipeline.settings import load_settings
+
+TEST_PRESETS = ("play-feature", "square-1024")
+
+
+def jpeg_bytes(width: int = 320, height: int = 240, *, seed: int = 0) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(photo_like(width, height, seed=seed)).save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def png_bytes(width: int = 200, height: int = 160, *, seed: int = 1) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(photo_like(width, height, seed=seed))).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def definitions_for(env: dict[str, str], *, presets: Sequence[str] = TEST_PRESETS) -> Definitions:
+    return build_definitions(load_settings({**env, "RENDER_DEFAULT_PRESETS": ",".join(presets)}))
+
+
+def tick(defs: Definitions, instance: DagsterInstance, sensor_name: str, cursor: str | None = None) -> SensorResult:
+    """One sensor evaluation, with the partitions it requests added as the daemon would."""
+    sensor = defs.resolve_sensor_def(sensor_name)
+    with build_sensor_context(
+        instance=instance, cursor=cursor, definitions=defs, resources=defs.resources
+    ) as context:
+        result = sensor(context)
+    if not isinstance(result, SensorResult):
+        return SensorResult(skip_reason=getattr(result, "skip_message", None), cursor=context.cursor)
+    for request in result.dynamic_partitions_requests or []:
+        instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+    return result
+
+
+def execute(defs: Definitions, instance: DagsterInstance, request: RunRequest, *, job_name: str = "render_uploads"):
+    """Run one run request in this process against ``instance`` (run keys deduplicated)."""
+    tags = dict(request.tags)
+    if request.run_key:
+        tags["dagster/run_key"] = request.run_key
+    job = defs.resolve_job_def(job_name)
+    return job.execute_in_process(
+        instance=instance,
+        run_config=request.run_config or None,
+        tags=tags,
+        partition_key=request.partition_key,
+        asset_selection=list(request.asset_selection) if request.asset_selection else None,
+        raise_on_error=False,
+    )
