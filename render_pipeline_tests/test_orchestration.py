@@ -170,3 +170,51 @@ def test_overwritten_upload_is_rendered_again(s3_env, boto, s3_bucket, database,
     sha_after = {r["id"]: r["output_sha256"] for r in _renders(database, "uploads/o/pic.jpg")}
     assert sha_before.keys() == sha_after.keys()
     assert all(sha_before[k] != sha_after[k] for k in sha_before)
+
+
+def test_storage_failure_is_retried_then_recorded_failed_and_requeue_completes_it(
+    database, database_url, tmp_path, instance, monkeypatch
+):
+    from dagster import DagsterEventType, build_run_status_sensor_context
+
+    root = tmp_path / "objects"
+    env = {"DATABASE_URL": database_url, "LOCAL_STORE_ROOT": str(root), "RENDER_DEFAULT_STYLES": "duotone"}
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    defs = definitions_for(env, presets=("play-feature",))
+    (root / "uploads" / "f").mkdir(parents=True)
+    (root / "uploads" / "f" / "photo.jpg").write_bytes(jpeg_bytes(seed=4))
+    (root / "renders").write_bytes(b"")  # a file where the renders/ folder must go: every put fails
+
+    result = tick(defs, instance, "uploads_sensor")
+    [outcome] = [execute(defs, instance, request) for request in result.run_requests]
+    assert not outcome.success
+    retries = [e for e in outcome.all_events if e.event_type == DagsterEventType.STEP_UP_FOR_RETRY]
+    assert len(retries) == 4  # STORAGE_RETRY's max_retries
+
+    run = instance.get_run_by_id(outcome.run_id)
+    failure = instance.get_records_for_run(outcome.run_id, of_type=DagsterEventType.RUN_FAILURE).records[0]
+    sensor = defs.resolve_sensor_def("render_run_failure_sensor")
+    with build_run_status_sensor_context(
+        sensor_name=sensor.name, dagster_instance=instance, dagster_run=run,
+        dagster_event=failure.event_log_entry.dagster_event, resources=defs.resources,
+    ) as context:
+        sensor(context.for_run_failure())
+    [row] = _renders(database, "uploads/f/photo.jpg")
+    assert row["status"] == "failed"
+    assert "duotone_upload" in row["error_message"] and outcome.run_id in row["error_message"]
+
+    # The fault clears; the operator requeues; the requeue sensor launches a run that completes it.
+    (root / "renders").unlink()
+    with database.connection() as conn:
+        conn.execute(
+            "UPDATE renders SET status='queued', attempt=attempt+1, error_message=NULL, dagster_run_id=NULL, "
+            "metadata = metadata || jsonb_build_object('requeued_at', now(), 'requeue_reason', 'test') "
+            "WHERE id = %s",
+            (row["id"],),
+        )
+    requeue = tick(defs, instance, "requeue_sensor")
+    assert len(requeue.run_requests) == 1
+    _run_all(defs, instance, requeue)
+    [row] = _renders(database, "uploads/f/photo.jpg")
+    assert row["status"] == "completed" and row["attempt"] == 2
+    assert not tick(defs, instance, "requeue_sensor").run_requests

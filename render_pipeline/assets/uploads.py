@@ -15,13 +15,14 @@ from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
     AssetsDefinition,
+    BackfillPolicy,
     MaterializeResult,
     MetadataValue,
     asset,
 )
 
 from render_pipeline import imaging
-from render_pipeline.assets.renders import render_asset_key
+from render_pipeline.assets.renders import MAX_UPLOADS_PER_RUN, render_asset_key
 from render_pipeline.keys import asset_id_for, object_key_for, render_id_for
 from render_pipeline.partitions import uploads_partitions
 from render_pipeline.metadata import markdown_cell
@@ -42,6 +43,7 @@ def build_uploads_asset(default_presets: Sequence[str]) -> AssetsDefinition:
         partitions_def=uploads_partitions,
         group_name="uploads",
         retry_policy=STORAGE_RETRY,
+        backfill_policy=BackfillPolicy.multi_run(MAX_UPLOADS_PER_RUN),
         check_specs=[AssetCheckSpec(VALID_CHECK, asset="uploads", description="The upload decodes within the limits.")],
         kinds={"s3", "postgres"},
     )
@@ -169,7 +171,7 @@ def _validate(
             error_code=code,
             error_message=facts["reason"],
             metadata=info_metadata,
-            run_id=context.run_id,
+            run_id=context.run.run_id,
         )
     return facts
 

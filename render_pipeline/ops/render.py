@@ -118,7 +118,7 @@ def build_render_ops(style: imaging.StyleSpec, default_presets: list[str]) -> tu
                 RenderTarget(render_id_for(upload.id, style.id, p.id), upload.id, style.id, p.id) for p in presets
             ]
             with database.connection() as conn:
-                renders_store.start(conn, targets, run_id=context.run_id)
+                renders_store.start(conn, targets, run_id=context.run.run_id)
             started = time.perf_counter()
             try:
                 data = object_store.get(object_key_for(partition_key))
