@@ -3,7 +3,9 @@ environment asks for (embedded PostgreSQL and a local store by default, MinIO/S3
 
 from __future__ import annotations
 
-from dagster import Definitions, in_process_executor
+import warnings
+
+from dagster import BetaWarning, Definitions, PreviewWarning, in_process_executor
 
 from render_pipeline import imaging
 from render_pipeline.assets.renders import build_presets_check, build_render_asset
@@ -19,6 +21,12 @@ from render_pipeline.sensors import (
     requeue_sensor,
 )
 from render_pipeline.settings import ConfigError, Settings, load_settings
+
+
+# Chosen on purpose and covered by tests: per-asset backfill policies (beta) batch backfills
+# into ranged runs, and partitioned asset checks (preview) check exactly the run's uploads.
+warnings.filterwarnings("ignore", message=r".*backfill_policy.*", category=BetaWarning)
+warnings.filterwarnings("ignore", message=r".*partitions_def on an AssetCheckSpec.*", category=PreviewWarning)
 
 
 def build_definitions(settings: Settings) -> Definitions:

@@ -105,7 +105,8 @@ def run(args: argparse.Namespace) -> int:
     ]
     print(f"starting the web UI on http://{args.host}:{args.port} and the daemon (Ctrl-C stops both)")
     try:
-        return _run_foreground(command, {**os.environ, **env}, cwd=PROJECT_ROOT)
+        # Run from DAGSTER_HOME so the repository's dagster.yaml template is not mistaken for it.
+        return _run_foreground(command, {**os.environ, **env}, cwd=Path(env["DAGSTER_HOME"]))
     finally:
         if settings.database.embedded:
             stop_embedded_server(settings.home)
