@@ -29,7 +29,7 @@ from dagster import (
     sensor,
 )
 
-from render_pipeline.assets.renders import MAX_UPLOADS_PER_RUN, render_asset_key
+from render_pipeline.assets.renders import render_asset_key
 from render_pipeline.partitions import uploads_partitions
 from render_pipeline.render_job import (
     PARTITION_RANGE_END_TAG,
@@ -54,6 +54,10 @@ from render_pipeline.store.uploads import UploadSighting
 LIST_PAGE_SIZE = 1000
 MAX_PAGES_PER_TICK = 5
 MAX_UPLOADS_PER_TICK = 400  # each new partition and run request costs the daemon time
+# A run costs seconds to launch, so new uploads share runs: up to this many, and up to this
+# many source bytes (decoded images are ~10x their file size and a run holds a batch in memory).
+MAX_UPLOADS_PER_SENSOR_RUN = 64
+MAX_SOURCE_BYTES_PER_RUN = 48 * 1024 * 1024
 REQUEUE_BATCH = 200
 
 
@@ -108,8 +112,7 @@ def build_uploads_sensor(render_styles: Sequence[str]):
 
         # Partitions added in one request are appended in order, so new keys form one
         # contiguous range and can share ranged runs; known partitions run on their own.
-        fresh = [s for s in sightings if s.partition_key in new_set]
-        batches = [fresh[i : i + MAX_UPLOADS_PER_RUN] for i in range(0, len(fresh), MAX_UPLOADS_PER_RUN)]
+        batches = _batches([s for s in sightings if s.partition_key in new_set])
         batches += [[s] for s in sightings if s.partition_key not in new_set]
         run_requests = [_run_request(batch, cursor.cycle, render_keys) for batch in batches]
 
@@ -152,7 +155,9 @@ def _scan(
                         )
                         invalid_keys.append((obj.key, str(exc)))
                     else:
-                        sightings.append(UploadSighting(asset_id_for(obj.key), obj.key, partition_key, obj.etag))
+                        sightings.append(
+                            UploadSighting(asset_id_for(obj.key), obj.key, partition_key, obj.etag, obj.size)
+                        )
                 cursor.after = obj.key
                 if len(sightings) >= MAX_UPLOADS_PER_TICK:
                     return sightings, invalid_keys, pages
@@ -161,6 +166,23 @@ def _scan(
             break
         cursor.after = page.next_cursor
     return sightings, invalid_keys, pages
+
+
+def _batches(sightings: Sequence[UploadSighting]) -> list[list[UploadSighting]]:
+    """Consecutive groups within the per-run count and byte budgets."""
+    batches: list[list[UploadSighting]] = []
+    current: list[UploadSighting] = []
+    current_bytes = 0
+    for sighting in sightings:
+        full = len(current) >= MAX_UPLOADS_PER_SENSOR_RUN or current_bytes + sighting.size > MAX_SOURCE_BYTES_PER_RUN
+        if current and full:
+            batches.append(current)
+            current, current_bytes = [], 0
+        current.append(sighting)
+        current_bytes += sighting.size
+    if current:
+        batches.append(current)
+    return batches
 
 
 def _run_request(batch: Sequence[UploadSighting], cycle: int, render_keys: Sequence[AssetKey]) -> RunRequest:

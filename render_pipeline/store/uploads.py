@@ -21,6 +21,7 @@ class UploadSighting:
     object_key: str
     partition_key: str
     etag: str
+    size: int
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""Software-defined assets: uploads, one render asset per style, storage usage."""

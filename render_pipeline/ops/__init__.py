@@ -1,0 +1,1 @@
+"""Thin Dagster ops around the imaging engine and the maintenance queries."""
