@@ -22,6 +22,11 @@ class SizePreset:
     height: int
     fit: Fit
 
+    def scale_for(self, width: int, height: int) -> float:
+        """Linear scale that maps a ``width``x``height`` source onto this preset's fit."""
+        sx, sy = self.width / width, self.height / height
+        return max(sx, sy) if self.fit == "cover" else min(sx, sy)
+
 
 _ALL = (
     SizePreset("iphone-6.9", 'iPhone 6.9" display', "app_store", 1320, 2868, "cover"),

@@ -1,0 +1,276 @@
+"""Bytes -> RGB sRGB image, refusing unsafe or broken input before it costs memory.
+
+The format is sniffed from the bytes (never the file name) and only JPEG, PNG/APNG, WebP,
+GIF, TIFF and BMP are opened, so Pillow never reaches plugins such as EPS.  Size and pixel
+limits are checked from the header, before any pixel data is decoded.  Pillow's global
+``MAX_IMAGE_PIXELS`` is left alone: its warning is silenced here (our own limit decides)
+and its hard error, which can fire first for enormous headers, becomes ``too_many_pixels``.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from PIL import Image, ImageCms
+
+from .errors import ImageRejected
+from .presets import SizePreset
+
+RGB = tuple[int, int, int]
+
+ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "TIFF", "BMP")  # JPEG also yields MPO (camera multi-picture)
+MAX_LONG_SIDE = 8000  # the old service's OOM guard
+WHITE: RGB = (255, 255, 255)
+
+_MAGIC = (
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"BM", "BMP"),
+)
+_SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+_ALPHA = ("RGBA", "RGBa", "LA", "La", "PA")
+_SUPPORTED_MODES = frozenset(
+    ("1", "L", "P", "RGB", "RGBX", "CMYK", "YCbCr", *_ALPHA, *_SIXTEEN_BIT)
+)
+_ORIENT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+_SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+
+
+@dataclass(frozen=True)
+class DecodeLimits:
+    """Refuse files over ``max_bytes`` and images over ``max_pixels`` (from the header)."""
+
+    max_bytes: int = 50 * 1024 * 1024
+    max_pixels: int = 100_000_000
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What the source is; ``width``/``height`` are full-size and EXIF-oriented."""
+
+    format: str
+    width: int
+    height: int
+    mode: str
+    frames: int
+    orientation: int
+    icc_profile: str | None
+    has_alpha: bool
+    byte_size: int
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """An RGB sRGB image plus what the source was; ``image`` may be smaller than the source."""
+
+    image: Image.Image
+    info: ImageInfo
+
+    @property
+    def scale(self) -> float:
+        """Decoded size / source size (< 1 after JPEG draft decoding or the 8000 px cap)."""
+        return self.image.width / self.info.width
+
+
+def probe(data: bytes, *, limits: DecodeLimits = DecodeLimits()) -> ImageInfo:
+    """Validate ``data`` completely (all image data is decoded) without rendering.
+
+    JPEGs are decoded at 1/8 scale: the entropy decoder still reads every byte, so
+    truncation is caught at a fraction of the cost.
+    """
+    image = _open(data, limits)
+    info = _info(image, len(data))
+    if image.format in ("JPEG", "MPO"):
+        image.draft(image.mode, (max(1, image.width // 8), max(1, image.height // 8)))
+    _load(image)
+    return info
+
+
+def decode(
+    data: bytes,
+    *,
+    limits: DecodeLimits = DecodeLimits(),
+    fit: Sequence[SizePreset] = (),
+    background: RGB = WHITE,
+) -> DecodedImage:
+    """Decode the first frame to RGB sRGB: EXIF-oriented, ICC-converted, alpha flattened.
+
+    ``fit`` lists the presets the image will be preprocessed for; a JPEG is then decoded at
+    the smallest DCT scale (1/2, 1/4, 1/8) that still fills every one of them, which is
+    several times cheaper than a full decode.  The long side is capped at 8000 px.
+    """
+    image = _open(data, limits)
+    info = _info(image, len(data))
+    if image.format in ("JPEG", "MPO"):
+        _draft(image, info, fit)
+    _load(image)
+    image = _to_srgb(image, background)
+    if max(image.size) > MAX_LONG_SIDE:
+        scale = MAX_LONG_SIDE / max(image.size)
+        size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+        image = image.resize(size, Image.Resampling.LANCZOS)
+    if info.orientation in _ORIENT:
+        image = image.transpose(_ORIENT[info.orientation])
+    return DecodedImage(image=image, info=info)
+
+
+def _open(data: bytes, limits: DecodeLimits) -> Image.Image:
+    if not data:
+        raise ImageRejected("empty", "the file is empty")
+    if len(data) > limits.max_bytes:
+        raise ImageRejected(
+            "too_large",
+            f"the file is {len(data) / 2**20:.1f} MiB, over the {limits.max_bytes / 2**20:.0f} MiB limit",
+        )
+    sniffed = _sniff(data)
+    if sniffed is None:
+        raise ImageRejected("unsupported_format", _describe_unknown(data))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+    except Image.DecompressionBombError as exc:
+        raise ImageRejected("too_many_pixels", f"the header declares an enormous image ({exc})") from None
+    except MemoryError:
+        raise
+    except Exception as exc:  # UnidentifiedImageError and whatever a plugin raised
+        raise ImageRejected("corrupt", f"the {sniffed} header is unreadable ({exc})") from None
+    width, height = image.size
+    if width < 1 or height < 1:
+        raise ImageRejected("corrupt", f"the {sniffed} header declares a {width}x{height} image")
+    if width * height > limits.max_pixels:
+        raise ImageRejected(
+            "too_many_pixels",
+            f"{width}x{height} is {width * height / 1e6:.0f} MP, over the {limits.max_pixels / 1e6:.0f} MP limit",
+        )
+    if image.mode not in _SUPPORTED_MODES:
+        raise ImageRejected("unsupported_format", f"{sniffed} images in Pillow mode {image.mode} are not supported")
+    return image
+
+
+def _sniff(data: bytes) -> str | None:
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    return next((name for magic, name in _MAGIC if data.startswith(magic)), None)
+
+
+def _describe_unknown(data: bytes) -> str:
+    head = data[:512].lstrip().lower()
+    if head.startswith((b"<!doctype html", b"<html")) or b"<html" in head:
+        return "the file is an HTML page, not an image"
+    if all(32 <= b < 127 or b in b"\t\r\n" for b in head):
+        return "the file is text, not an image"
+    return "the file is not a JPEG, PNG, WebP, GIF, TIFF or BMP image"
+
+
+def _info(image: Image.Image, byte_size: int) -> ImageInfo:
+    orientation = _orientation(image)
+    width, height = image.size
+    if orientation >= 5:
+        width, height = height, width
+    icc = image.info.get("icc_profile")
+    return ImageInfo(
+        format="JPEG" if image.format == "MPO" else str(image.format),
+        width=width,
+        height=height,
+        mode=image.mode,
+        frames=getattr(image, "n_frames", 1),
+        orientation=orientation,
+        icc_profile=(_profile_name(icc) or "invalid") if icc else None,
+        has_alpha=image.mode in _ALPHA or "transparency" in image.info,
+        byte_size=byte_size,
+    )
+
+
+def _orientation(image: Image.Image) -> int:
+    """EXIF orientation 1..8 (1 if absent or unreadable), without decoding pixel data."""
+    try:
+        if image.format == "PNG":  # Pillow's getexif() decodes a whole PNG to find a late eXIf
+            exif = Image.Exif()
+            if "exif" in image.info:
+                exif.load(image.info["exif"])
+        else:
+            exif = image.getexif()
+        value = exif.get(0x0112, 1)
+    except Exception:  # a damaged EXIF block must not reject an otherwise good image
+        return 1
+    return value if value in _ORIENT else 1
+
+
+def _draft(image: Image.Image, info: ImageInfo, fit: Sequence[SizePreset]) -> None:
+    """Ask libjpeg for a reduced DCT scale that still covers every preset (and the cap)."""
+    if not fit:
+        return
+    need = min(
+        1.0,
+        max(p.scale_for(info.width, info.height) for p in fit),
+        MAX_LONG_SIDE / max(info.width, info.height),
+    )
+    if need <= 0.5:
+        image.draft(image.mode, (math.ceil(image.width * need), math.ceil(image.height * need)))
+
+
+def _load(image: Image.Image) -> None:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image.load()
+    except Image.DecompressionBombError as exc:
+        raise ImageRejected("too_many_pixels", str(exc)) from None
+    except MemoryError:
+        raise
+    except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, EOFError, ...
+        if isinstance(exc, EOFError) or "truncat" in str(exc).lower():
+            raise ImageRejected("truncated", f"the {image.format} data ends early ({exc})") from None
+        raise ImageRejected("corrupt", f"the {image.format} data is damaged ({exc})") from None
+
+
+def _to_srgb(image: Image.Image, background: RGB) -> Image.Image:
+    icc = image.info.get("icc_profile")
+    if image.mode in _SIXTEEN_BIT:
+        wide = np.clip(np.asarray(image, dtype=np.uint32), 0, 65535)
+        image = Image.fromarray(((wide * 255 + 32767) // 65535).astype(np.uint8), "L")
+    if image.mode in _ALPHA or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        flat = Image.new("RGBA", rgba.size, (*background, 255))
+        flat.alpha_composite(rgba)
+        image = flat
+    name = _profile_name(icc) if icc else None
+    if name and not name.lower().startswith("srgb"):  # sRGB-tagged data needs no transform
+        try:
+            source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+            mode = image.mode if image.mode in ("RGB", "CMYK", "L") else "RGB"
+            return ImageCms.profileToProfile(
+                image.convert(mode), source, _SRGB, outputMode="RGB",
+                renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC,
+            )
+        except (ImageCms.PyCMSError, OSError, ValueError):
+            pass  # a broken or mismatched profile: fall back to treating the data as sRGB
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def _profile_name(icc: bytes) -> str | None:
+    try:
+        return ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc))).strip()
+    except (ImageCms.PyCMSError, OSError, ValueError):
+        return None

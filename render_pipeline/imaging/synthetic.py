@@ -1,0 +1,54 @@
+"""Deterministic photo-like test images (soft light, out-of-focus blobs, hard edges, grain).
+
+Used by tests, the benchmark and demos.  Everything is integer hashing, trigonometry and
+OpenCV drawing, so the same arguments give the same pixels on any numpy version.
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+_DRAFT = 512  # soft content is drawn at this long side, then upscaled
+
+
+def photo_like(width: int, height: int, *, seed: int = 0) -> np.ndarray:
+    """HxWx3 uint8 RGB: a lit backdrop, soft blobs, hard-edged shapes and sensor grain."""
+    rand = _Stream(seed)
+    scale = _DRAFT / max(width, height)
+    small_w, small_h = max(1, round(width * scale)), max(1, round(height * scale))
+    gy, gx = np.mgrid[0:small_h, 0:small_w].astype(np.float32) * np.float32(64 / _DRAFT)
+    soft = np.empty((small_h, small_w, 3), np.float32)
+    for c in range(3):  # backdrop: slow waves of colour, like light on a wall or sky
+        soft[..., c] = 120 + 70 * np.sin(gx / (6 + 6 * rand()) + 6 * rand()) * np.cos(gy / (5 + 5 * rand()) + 6 * rand())
+    short = min(small_w, small_h)
+    for _ in range(7):  # out-of-focus objects
+        mask = np.zeros((small_h, small_w), np.float32)
+        centre = (int(rand() * small_w), int(rand() * small_h))
+        axes = (max(1, int(short * (0.08 + 0.3 * rand()))), max(1, int(short * (0.08 + 0.3 * rand()))))
+        cv2.ellipse(mask, centre, axes, rand() * 180, 0, 360, 1.0, -1)
+        mask = cv2.GaussianBlur(mask, (0, 0), max(0.5, short * 0.02))[..., None]
+        soft = soft * (1 - mask) + np.float32([rand() * 255, rand() * 255, rand() * 255]) * mask
+    image = cv2.resize(np.clip(soft, 0, 255).astype(np.uint8), (width, height), interpolation=cv2.INTER_CUBIC)
+    for _ in range(4):  # in-focus shapes with hard edges and their own shading
+        points = np.array([[rand() * width, rand() * height] for _ in range(5)], np.int32)
+        colour = tuple(int(40 + rand() * 200) for _ in range(3))
+        cv2.fillPoly(image, [cv2.convexHull(points)], colour, cv2.LINE_AA)
+    y, x = np.ogrid[0:height, 0:width]
+    h = (x.astype(np.uint32) * np.uint32(73856093)) ^ (y.astype(np.uint32) * np.uint32(19349663))
+    h = (h ^ np.uint32(seed * 83492791 & 0xFFFFFFFF) ^ (h >> np.uint32(13))) * np.uint32(1274126177)
+    grain = ((h >> np.uint32(24)).astype(np.int16) - 128) // 12
+    return cv2.add(image, np.repeat(grain[..., None], 3, axis=2), dtype=cv2.CV_8U)
+
+
+class _Stream:
+    """A tiny deterministic number stream in [0, 1) from a seed (not a random generator)."""
+
+    def __init__(self, seed: int) -> None:
+        self.state = seed * 7919
+
+    def __call__(self) -> float:
+        self.state += 1
+        return (math.sin(self.state * 12.9898 + 78.233) * 43758.5453) % 1.0
