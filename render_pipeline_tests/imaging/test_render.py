@@ -1,0 +1,112 @@
+"""render(): metadata, encoding, golden hashes, and determinism across processes and threads."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+from PIL import Image
+
+from render_pipeline.imaging import (
+    ENGINE_VERSION,
+    PRESETS,
+    decode,
+    encode_png,
+    get_style,
+    make_preview,
+    preprocess,
+    render,
+)
+
+from .golden import fingerprints
+from .inputs import jpeg
+
+REPO = Path(__file__).resolve().parents[2]
+
+# Update procedure: see golden.py (bump the style's version first).
+GOLDEN = {
+    "pop-poster/png-640x480@play-phone": {"png": "b1f9d202c73cb4f2", "pixels": "c0bdffbb26dda8fa", "preview": "0e11cb7eb941a3f8"},
+    "halftone/png-640x480@play-phone": {"png": "48fa2fe264ac4ecb", "pixels": "fe008d3e599c20f3", "preview": "b641b14f3f220679"},
+    "warhol-grid/png-640x480@play-phone": {"png": "f60540337ab88ee0", "pixels": "34f66dd22a7d2fe1", "preview": "5c5de025b067397f"},
+    "duotone/png-640x480@play-phone": {"png": "c07d120fbc54cdfa", "pixels": "7f94a603430fba79", "preview": "31d862edc64b27d5"},
+    "pop-poster/jpeg-2600x1950@play-feature": {"png": "fc69301cc47bc6bf", "pixels": "19ab6d3bb9d091b6", "preview": "16c12d1d5d60dcdd"},
+    "halftone/jpeg-2600x1950@play-feature": {"png": "92b88871bbbc71a5", "pixels": "62cebece9540a1a3", "preview": "743a2d7f6d9fbbc2"},
+    "warhol-grid/jpeg-2600x1950@play-feature": {"png": "bc63bfb9316eba01", "pixels": "4325cd49ba5d7781", "preview": "8e1faa43bf80a0c4"},
+    "duotone/jpeg-2600x1950@play-feature": {"png": "47c8cf09f4006b49", "pixels": "5814850460cbd039", "preview": "90435b7da7876552"},
+}
+
+
+def png_chunks(data: bytes) -> list[bytes]:
+    chunks, offset = [], 8
+    while offset < len(data):
+        length, kind = struct.unpack_from(">I4s", data, offset)
+        chunks.append(kind)
+        offset += 12 + length
+    return chunks
+
+
+def test_golden_fingerprints() -> None:
+    assert fingerprints() == GOLDEN
+
+
+def test_identical_across_processes_omp_and_opencv_thread_counts() -> None:
+    code = (
+        "import cv2, json, sys; cv2.setNumThreads(int(sys.argv[1])); "
+        "from render_pipeline_tests.imaging.golden import fingerprints; print(json.dumps(fingerprints()))"
+    )
+    runs = []
+    for omp, cv_threads in (("1", "1"), ("2", "2"), ("1", "0"), ("2", "4")):
+        env = {**os.environ, "OMP_NUM_THREADS": omp, "PYTHONPATH": str(REPO)}
+        runs.append(subprocess.Popen([sys.executable, "-c", code, cv_threads], cwd=REPO, env=env,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    for run in runs:
+        out, err = run.communicate(timeout=120)
+        assert run.returncode == 0, err
+        assert json.loads(out) == GOLDEN
+
+
+def test_metadata_is_complete_and_json_serialisable() -> None:
+    result = render(jpeg(800, 600), "pop-poster", "square-1024", {"k": 5})
+    meta = json.loads(json.dumps(result.metadata))
+    assert meta["engine_version"] == ENGINE_VERSION
+    assert (meta["style"], meta["style_version"], meta["preset"]) == ("pop-poster", 1, "square-1024")
+    assert (meta["width"], meta["height"], meta["fit"]) == (1024, 1024, "cover")
+    assert meta["config"] == {**get_style("pop-poster").default_config, "k": 5}
+    assert 2 <= len(meta["palette"]) <= 5 and all(len(c) == 7 and c[0] == "#" for c in meta["palette"])
+    assert set(meta["timings_ms"]) == {"decode", "preprocess", "quantize", "compose", "encode", "preview"}
+    assert meta["source"]["format"] == "JPEG" and meta["source"]["width"] == 800
+    assert set(meta["versions"]) == {"pillow", "numpy", "opencv"}
+    assert len(meta["pixels_sha256"]) == 64
+
+
+def test_output_png_is_exact_size_srgb_and_carries_no_other_metadata() -> None:
+    result = render(jpeg(800, 600), "halftone", "play-feature")
+    output = Image.open(io.BytesIO(result.output_png))
+    assert output.size == (1024, 500)
+    chunks = png_chunks(result.output_png)
+    assert chunks[0] == b"IHDR" and chunks[-1] == b"IEND"
+    assert set(chunks) <= {b"IHDR", b"sRGB", b"PLTE", b"IDAT", b"IEND"}
+    assert chunks.index(b"sRGB") < chunks.index(b"PLTE") < chunks.index(b"IDAT")
+
+
+def test_preview_is_a_512px_jpeg_without_metadata() -> None:
+    result = render(jpeg(800, 600), "duotone", "iphone-6.7")
+    preview = Image.open(io.BytesIO(result.preview_jpeg))
+    assert preview.format == "JPEG" and max(preview.size) == 512 and preview.size == (236, 512)
+    assert "exif" not in preview.info and "icc_profile" not in preview.info
+
+
+def test_render_is_the_composition_of_the_public_stages() -> None:
+    data, spec, preset = jpeg(1200, 900), get_style("warhol-grid"), PRESETS["ipad-13"]
+    config = spec.validate_config({"rows": 3, "cols": 2})
+    decoded = decode(data, fit=[preset])
+    pixels = preprocess(decoded, preset)
+    image = spec.compose(pixels, spec.quantize(pixels, config), preset, config)
+    result = render(data, "warhol-grid", "ipad-13", {"rows": 3, "cols": 2})
+    assert encode_png(image) == result.output_png
+    assert make_preview(image) == result.preview_jpeg
