@@ -218,3 +218,36 @@ def test_storage_failure_is_retried_then_recorded_failed_and_requeue_completes_i
     [row] = _renders(database, "uploads/f/photo.jpg")
     assert row["status"] == "completed" and row["attempt"] == 2
     assert not tick(defs, instance, "requeue_sensor").run_requests
+
+
+def test_launch_one_style_at_chosen_presets_as_from_the_ui(s3_env, boto, s3_bucket, database, instance):
+    from dagster import AssetCheckKey, AssetKey, RunRequest
+
+    defs = definitions_for(s3_env, presets=("play-feature",))
+    boto.put_object(Bucket=s3_bucket, Key="uploads/ui/pick.jpg", Body=jpeg_bytes(seed=6))
+    _run_all(defs, instance, tick(defs, instance, "uploads_sensor"))
+
+    key = AssetKey(["renders", "halftone"])
+    request = RunRequest(
+        partition_key="ui/pick.jpg",
+        asset_selection=[key],
+        run_config={"ops": {"renders__halftone": {"config": {"presets": ["square-1024", "play-phone"]}}}},
+    )
+    assert execute(defs, instance, request).success
+    rows = {(r["style_id"], r["size_preset_id"]): r["status"] for r in _renders(database, "uploads/ui/pick.jpg")}
+    assert rows[("halftone", "square-1024")] == rows[("halftone", "play-phone")] == "completed"
+    assert ("pop-poster", "square-1024") not in rows
+
+    check = instance.event_log_storage.get_asset_check_execution_history(
+        AssetCheckKey(key, "presets_complete"), limit=1
+    )[0]
+    assert check.evaluation.passed
+
+    unknown = RunRequest(
+        partition_key="ui/pick.jpg", asset_selection=[key],
+        run_config={"ops": {"renders__halftone": {"config": {"presets": ["iphone-99"]}}}},
+    )
+    outcome = execute(defs, instance, unknown)
+    assert not outcome.success
+    [failure] = [e for e in outcome.all_events if e.is_step_failure]
+    assert "unknown size preset(s) ['iphone-99']" in failure.event_specific_data.error.to_string()
