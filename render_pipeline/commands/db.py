@@ -6,6 +6,7 @@ import argparse
 from contextlib import contextmanager
 
 from render_pipeline.resources.database import PostgresResource
+from render_pipeline.resources.embedded_postgres import embedded_server_running, stop_embedded_server
 from render_pipeline.settings import load_settings
 from render_pipeline.store import migrations
 
@@ -25,13 +26,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 @contextmanager
 def _connection():
+    """A connection to the configured database; an embedded server this command had to start
+    is stopped again afterwards (one `render-pipeline up` keeps its own running)."""
     settings = load_settings()
     database = PostgresResource.from_settings(settings.database, settings.home)
+    started_here = settings.database.embedded and not embedded_server_running(settings.home)
     try:
         with database.connection() as conn:
             yield conn
     finally:
         database.close()
+        if started_here:
+            stop_embedded_server(settings.home)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -15,14 +15,19 @@ from psycopg import sql
 from render_pipeline.settings import DEFAULT_DAGSTER_DB_NAME, DEFAULT_DB_NAME
 
 
-def embedded_server(home: Path):
-    """Start (or attach to) the embedded server under ``home/pgdata``; it outlives this process."""
+def _pgserver():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR on servers
         import pgserver
+        import pgserver._commands
+        import pgserver.utils
+    return pgserver
 
+
+def embedded_server(home: Path):
+    """Start (or attach to) the embedded server under ``home/pgdata``; it outlives this process."""
     home.mkdir(parents=True, exist_ok=True)
-    return pgserver.get_server(home / "pgdata", cleanup_mode=None)
+    return _pgserver().get_server(home / "pgdata", cleanup_mode=None)
 
 
 def embedded_urls(home: Path) -> tuple[str, str]:
@@ -39,12 +44,16 @@ def embedded_urls(home: Path) -> tuple[str, str]:
     return app_url, dagster_url
 
 
-def stop_embedded_server(home: Path) -> None:
-    from pgserver._commands import pg_ctl
+def embedded_server_running(home: Path) -> bool:
+    pgdata = home / "pgdata"
+    info = _pgserver().utils.PostmasterInfo.read_from_pgdata(pgdata) if pgdata.is_dir() else None
+    return info is not None and info.is_running()
 
+
+def stop_embedded_server(home: Path) -> None:
     pgdata = home / "pgdata"
     if (pgdata / "postmaster.pid").exists():
-        pg_ctl(["-w", "stop", "-m", "fast"], pgdata=pgdata, user="pgserver" if _is_root() else None)
+        _pgserver()._commands.pg_ctl(["-w", "stop", "-m", "fast"], pgdata=pgdata, user="pgserver" if _is_root() else None)
 
 
 def ensure_database(admin_url: str, name: str) -> None:
