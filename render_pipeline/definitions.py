@@ -9,11 +9,14 @@ from dagster import BetaWarning, Definitions, PreviewWarning, in_process_executo
 
 from render_pipeline import imaging
 from render_pipeline.assets.renders import build_presets_check, build_render_asset
+from render_pipeline.assets.storage_usage import storage_usage
 from render_pipeline.assets.uploads import build_uploads_asset
 from render_pipeline.io_managers import render_handoff_io_manager
+from render_pipeline.jobs import MAINTENANCE_JOBS
 from render_pipeline.ops.render import HANDOFF_IO_MANAGER
 from render_pipeline.render_job import render_uploads_job
 from render_pipeline.resources.factory import dagster_resources
+from render_pipeline.schedules import SCHEDULES
 from render_pipeline.sensors import (
     build_uploads_sensor,
     render_run_canceled_sensor,
@@ -36,9 +39,10 @@ def build_definitions(settings: Settings) -> Definitions:
     )
     specs = [imaging.get_style(style_id) for style_id in imaging.STYLES]
     return Definitions(
-        assets=[build_uploads_asset(presets), *(build_render_asset(spec, presets) for spec in specs)],
+        assets=[build_uploads_asset(presets), *(build_render_asset(spec, presets) for spec in specs), storage_usage],
         asset_checks=[build_presets_check(spec) for spec in specs],
-        jobs=[render_uploads_job],
+        jobs=[render_uploads_job, *MAINTENANCE_JOBS],
+        schedules=SCHEDULES,
         sensors=[build_uploads_sensor(styles), requeue_sensor, render_run_failure_sensor, render_run_canceled_sensor],
         resources={**dagster_resources(settings), HANDOFF_IO_MANAGER: render_handoff_io_manager},
         # Renders hand images between ops in memory; parallelism comes from concurrent runs.

@@ -1,0 +1,97 @@
+"""`render-pipeline doctor` passes on a healthy stack and fails clearly — and quickly — when
+the database or the object store is down or the daemon is not running."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from dagster import DagsterInstance
+from dagster._daemon.types import DaemonHeartbeat
+
+from render_pipeline.commands.doctor import FAIL, OK, run_checks
+from render_pipeline_tests.conftest import S3_ACCESS_KEY, S3_SECRET_KEY
+
+
+def _heartbeat(dagster_home: Path) -> None:
+    """Write the heartbeats a running `dagster-daemon` writes, into the instance's storage."""
+    instance = DagsterInstance.from_config(str(dagster_home))
+    for daemon_type in instance.get_required_daemon_types():
+        instance.add_daemon_heartbeat(DaemonHeartbeat(time.time(), daemon_type, None, None))
+    instance.dispose()
+
+
+@pytest.fixture
+def stack_env(database_url, s3_endpoint, s3_bucket, tmp_path) -> dict[str, str]:
+    dagster_home = tmp_path / "dagster_home"
+    dagster_home.mkdir()
+    return {
+        "RENDER_PIPELINE_HOME": str(tmp_path),
+        "DATABASE_URL": database_url,
+        "MINIO_ENDPOINT": s3_endpoint,
+        "MINIO_ACCESS_KEY": S3_ACCESS_KEY,
+        "MINIO_SECRET_KEY": S3_SECRET_KEY,
+        "MINIO_BUCKET": s3_bucket,
+        "DAGSTER_HOME": str(dagster_home),
+    }
+
+
+def _clean_environ() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items()
+            if not k.startswith(("DB_", "MINIO_", "DATABASE_URL", "DAGSTER_", "RENDER_"))}
+
+
+def test_doctor_passes_on_a_healthy_stack(database, stack_env):
+    _heartbeat(Path(stack_env["DAGSTER_HOME"]))
+    result = subprocess.run([sys.executable, "-m", "render_pipeline.cli", "doctor", "--json"],
+                            env={**_clean_environ(), **stack_env}, capture_output=True, text=True, timeout=120)
+    checks = {c["name"]: c for c in json.loads(result.stdout)}
+    assert result.returncode == 0, checks
+    assert set(checks) == {"configuration", "database", "object_store", "dagster_instance", "daemon",
+                           "sensors_schedules"}
+    assert {c["status"] for c in checks.values()} == {OK}
+    assert "schema version 002" in checks["database"]["detail"]
+    assert "write, read and delete work" in checks["object_store"]["detail"]
+
+
+def _checks(monkeypatch, env: dict[str, str]) -> dict:
+    for name in list(os.environ):
+        if name.startswith(("DB_", "MINIO_", "DATABASE_URL", "DAGSTER_", "RENDER_")):
+            monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    started = time.monotonic()
+    checks = {c.name: c for c in run_checks(timeout=20)}
+    return checks, time.monotonic() - started
+
+
+def test_doctor_fails_clearly_and_fast_when_database_and_store_are_down(database, stack_env, monkeypatch, capsys):
+    _heartbeat(Path(stack_env["DAGSTER_HOME"]))
+    down = {**stack_env, "DATABASE_URL": "postgresql://render@127.0.0.1:1/aso_render",
+            "MINIO_ENDPOINT": "http://127.0.0.1:1"}
+    checks, elapsed = _checks(monkeypatch, down)
+    assert elapsed < 20
+    assert checks["database"].status == FAIL
+    assert "cannot connect to PostgreSQL at 127.0.0.1:1/aso_render" in checks["database"].detail
+    assert checks["object_store"].status == FAIL and "127.0.0.1:1" in checks["object_store"].detail
+    assert checks["daemon"].status == OK  # the rest is still reported
+
+    from render_pipeline.cli import main
+    assert main(["doctor"]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 6 and sum(line.startswith("FAIL") for line in lines) == 2
+
+
+def test_doctor_reports_stopped_embedded_database_and_missing_daemon(stack_env, monkeypatch, tmp_path):
+    env = {k: v for k, v in stack_env.items() if k != "DATABASE_URL"}
+    env["RENDER_PIPELINE_HOME"] = str(tmp_path / "fresh-home")
+    checks, _ = _checks(monkeypatch, env)
+    assert checks["database"].status == FAIL
+    assert "embedded PostgreSQL" in checks["database"].detail and "not running" in checks["database"].detail
+    assert not (tmp_path / "fresh-home" / "pgdata" / "postmaster.pid").exists()  # checked, never started
+    assert checks["daemon"].status == FAIL and "dagster-daemon run" in checks["daemon"].detail

@@ -1,0 +1,45 @@
+"""`render-pipeline metrics --port`: a real exporter process, scraped over HTTP like `curl`."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+from render_pipeline.metrics import METRIC_NAMES
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_exporter_process_serves_every_metric(database, database_url, tmp_path):
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DB_", "MINIO_", "DATABASE_URL", "DAGSTER_"))}
+    env.update(DATABASE_URL=database_url, RENDER_PIPELINE_HOME=str(tmp_path), DAGSTER_HOME=str(tmp_path))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "render_pipeline.cli", "metrics", "--port", str(port), "--host", "127.0.0.1"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline, text = time.monotonic() + 60, None
+        while text is None and time.monotonic() < deadline and process.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+                    text = response.read().decode()
+            except OSError:
+                time.sleep(0.3)
+        assert text is not None, process.stderr.read() if process.poll() is not None else "no answer"
+    finally:
+        process.terminate()
+        process.wait(10)
+    for name in METRIC_NAMES:
+        assert f"# TYPE {name}" in text or f"# TYPE {name.removesuffix('_total')} counter" in text, name
+    assert 'health_check_status{dependency="database"} 1.0' in text
+    assert 'health_check_status{dependency="object_store"} 1.0' in text
+    assert 'health_check_status{dependency="dagster"} 1.0' in text

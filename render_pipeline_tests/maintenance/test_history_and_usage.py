@@ -1,0 +1,83 @@
+"""Dagster history retention, the storage-usage asset and the maintenance schedules."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from dagster import (
+    AssetKey,
+    DagsterRunStatus,
+    Definitions,
+    RunRequest,
+    build_schedule_context,
+    materialize,
+)
+from dagster._core.test_utils import create_run_for_test
+
+from render_pipeline.assets.storage_usage import storage_usage
+from render_pipeline.jobs import MAINTENANCE_JOBS, dagster_history_retention_job
+from render_pipeline.ops.maintenance import MAINTENANCE_KIND, RENDER_KIND, prune_dagster_history
+from render_pipeline.schedules import SCHEDULES, stale_render_reaper_schedule
+from render_pipeline_tests.maintenance.scenario import STYLES, insert_asset, insert_render, put_all
+
+
+def test_history_of_archived_renders_is_pruned(database, instance):
+    def run(status=DagsterRunStatus.SUCCESS, tags=RENDER_KIND):
+        return create_run_for_test(instance, job_name="render_uploads", status=status, tags=tags).run_id
+
+    of_archived, of_completed, of_flagged_failure, unreferenced = run(), run(), run(), run()
+    still_running = run(DagsterRunStatus.STARTED)
+    old_maintenance = run(tags=MAINTENANCE_KIND)
+    untagged = create_run_for_test(instance, job_name="other", status=DagsterRunStatus.SUCCESS).run_id
+    with database.transaction() as conn:
+        asset = insert_asset(conn, "uploads/hist/a.png")
+        insert_render(conn, asset, STYLES[0], "archived", age=timedelta(days=200), run_id=of_archived)
+        insert_render(conn, asset, STYLES[1], "completed", age=timedelta(days=200), run_id=of_completed)
+        flagged = insert_render(conn, asset, STYLES[2], "failed", age=timedelta(days=200), run_id=of_flagged_failure)
+        conn.execute("UPDATE renders SET metadata = metadata || '{\"archived\": true}' WHERE id = %s", (flagged,))
+
+    # Nothing is old enough under the default (90 days): the job deletes nothing.
+    result = dagster_history_retention_job.execute_in_process(resources={"database": database}, instance=instance)
+    assert result.success
+    kept_all = {of_archived, of_completed, of_flagged_failure, unreferenced, still_running, old_maintenance, untagged}
+    assert kept_all <= {r.run_id for r in instance.get_runs()}
+
+    dry = prune_dagster_history(database, instance, render_older_than=timedelta(0),
+                                maintenance_older_than=timedelta(0), dry_run=True, batch_size=2,
+                                keep_run_ids=[result.run_id])
+    assert (dry.render_runs_deleted, dry.render_runs_kept, dry.maintenance_runs_deleted) == (3, 1, 1)
+    assert kept_all <= {r.run_id for r in instance.get_runs()}
+
+    report = prune_dagster_history(database, instance, render_older_than=timedelta(0),
+                                   maintenance_older_than=timedelta(0), dry_run=False, batch_size=2,
+                                   keep_run_ids=[result.run_id])
+    assert (report.render_runs_deleted, report.render_runs_kept, report.maintenance_runs_deleted) == (3, 1, 1)
+    remaining = {r.run_id for r in instance.get_runs()}
+    assert remaining == {of_completed, still_running, untagged, result.run_id}
+    assert instance.get_records_for_run(of_archived).records == []  # its event log went with it
+
+
+def test_storage_usage_asset_records_bytes_per_prefix(local_store, instance):
+    put_all(local_store, [("uploads/a/1.jpg", b"x" * 100), ("uploads/b/2.jpg", b"x" * 50),
+                          ("renders/r/output.png", b"y" * 1000), ("misc/readme.txt", b"z" * 7)])
+    result = materialize([storage_usage], resources={"object_store": local_store}, instance=instance)
+    assert result.success
+    event = instance.get_latest_materialization_event(AssetKey("storage_usage"))
+    metadata = {k: v.value for k, v in event.asset_materialization.metadata.items()}
+    assert metadata == {
+        "uploads_bytes": 150, "uploads_objects": 2, "renders_bytes": 1000, "renders_objects": 1,
+        "other_bytes": 7, "other_objects": 1, "total_bytes": 1157,
+    }
+
+
+def test_schedules_request_runs_and_skip_while_one_is_in_flight(instance):
+    assert all(s.default_status.value == "RUNNING" for s in SCHEDULES)
+    assert {s.job_name for s in SCHEDULES} == {job.name for job in MAINTENANCE_JOBS}
+    Definitions(jobs=MAINTENANCE_JOBS, schedules=SCHEDULES, assets=[storage_usage])  # they resolve together
+
+    with build_schedule_context(instance=instance) as context:
+        assert isinstance(stale_render_reaper_schedule.evaluate_tick(context).run_requests[0], RunRequest)
+    create_run_for_test(instance, job_name="stale_render_reaper_job", status=DagsterRunStatus.STARTED)
+    with build_schedule_context(instance=instance) as context:
+        data = stale_render_reaper_schedule.evaluate_tick(context)
+    assert not data.run_requests and "still running" in data.skip_message
