@@ -268,7 +268,9 @@ class S3Client(S3Resource):
             config=botocore.config.Config(
                 connect_timeout=self.connect_timeout,
                 read_timeout=self.read_timeout,
-                retries={"max_attempts": self.max_attempts, "mode": "standard"},
+                # botocore's `max_attempts` counts retries *after* the first call; the setting
+                # (MINIO_MAX_ATTEMPTS, S3Resource.max_attempts) counts the first call too.
+                retries={"total_max_attempts": self.max_attempts, "mode": "standard"},
                 s3={"addressing_style": "path"},  # MinIO serves buckets as paths
             ),
         )
