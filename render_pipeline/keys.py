@@ -56,8 +56,11 @@ def object_key_for(partition_key: str) -> str:
 
 
 def asset_id_for(object_key: str) -> uuid.UUID:
-    """The `assets.id` of an upload object (valid key or not)."""
-    return uuid.uuid5(_NAMESPACE, "asset:" + object_key)
+    """The `assets.id` of an upload object (valid key or not).
+
+    Local file names need not be UTF-8 (they arrive with surrogate escapes), so the id is
+    derived from the key as stored; for every UTF-8 key that is the key itself."""
+    return uuid.uuid5(_NAMESPACE, "asset:" + storable_key(object_key))
 
 
 def render_id_for(asset_id: uuid.UUID, style_id: str, preset_id: str) -> uuid.UUID:
