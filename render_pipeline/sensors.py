@@ -104,11 +104,17 @@ def build_uploads_sensor(render_styles: Sequence[str]):
                 skip_reason=f"read {pages} page(s); no new uploads ({len(invalid_keys)} invalid key(s) recorded)",
             )
 
+        # Claim before deciding anything: an evaluation racing this one on the same listing
+        # (a re-evaluated or duplicated tick) gets the other versions, never the same ones.
+        with database.connection() as conn:
+            claimed = uploads_store.mark_requested(conn, sightings)
+        sightings = [s for s in sightings if s.asset_id in claimed]
+        if not sightings:
+            return SensorResult(cursor=cursor.serialize(), skip_reason="every upload seen was claimed by another tick")
+
         new_keys = [s.partition_key for s in sightings
                     if not context.instance.has_dynamic_partition(uploads_partitions.name, s.partition_key)]
         new_set = set(new_keys)
-        with database.connection() as conn:
-            uploads_store.mark_requested(conn, sightings)
 
         # Partitions added in one request are appended in order, so new keys form one
         # contiguous range and can share ranged runs; known partitions run on their own.
@@ -232,6 +238,26 @@ def requeue_sensor(context: SensorEvaluationContext, database: PostgresResource)
     return SensorResult(run_requests=run_requests)
 
 
+def _error_line(error) -> str:
+    """One readable line for a step's error.  Dagster's own wrapper ("Exceeded max_retries of
+    4", "Error occurred while executing op …") does not say what failed; the exception our code
+    raised is its cause, so both are shown: "Exceeded max_retries of 4: ObjectStoreError: S3 put …"."""
+
+    def first_line(info) -> str:
+        lines = [line.strip() for line in (info.message or "").splitlines() if line.strip()]
+        return lines[0] if lines else info.cls_name
+
+    line = first_line(error)
+    if error.cause is not None:
+        cause = first_line(error.cause)
+        # "render_pipeline.resources.object_store.ObjectStoreError: …" → "ObjectStoreError: …"
+        head, sep, rest = cause.partition(": ")
+        if sep and "." in head and " " not in head:
+            cause = f"{head.rsplit('.', 1)[-1]}: {rest}"
+        line = f"{line.rstrip('.:')}: {cause}"
+    return line
+
+
 def _fail_rows_of_run(context: RunStatusSensorContext, database: PostgresResource, what: str) -> None:
     run = context.dagster_run
     reason = what
@@ -239,8 +265,7 @@ def _fail_rows_of_run(context: RunStatusSensorContext, database: PostgresResourc
         for event in context.get_step_failure_events():
             error = event.event_specific_data.error if event.event_specific_data else None
             if error is not None:
-                first_line = error.message.strip().splitlines()[0] if error.message.strip() else error.cls_name
-                reason = f"{what} in step {event.step_key}: {first_line}"
+                reason = f"{what} in step {event.step_key}: {_error_line(error)}"
                 break
         else:
             if context.failure_event.message:

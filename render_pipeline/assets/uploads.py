@@ -28,7 +28,7 @@ from render_pipeline.partitions import uploads_partitions
 from render_pipeline.metadata import markdown_cell
 from render_pipeline.ops.render import STORAGE_RETRY
 from render_pipeline.resources.database import PostgresResource
-from render_pipeline.resources.object_store import ObjectStore
+from render_pipeline.resources.object_store import InvalidKey, ObjectStore
 from render_pipeline.store import renders as renders_store
 from render_pipeline.store import uploads as uploads_store
 from render_pipeline.store.renders import RenderTarget
@@ -78,7 +78,7 @@ def _validate_all(
                 for preset in default_presets
             ]
             with database.connection() as conn:
-                renders_store.queue(conn, targets)
+                renders_store.queue(conn, targets, run_id=context.run.run_id)
 
     invalid = [r for r in results if r["status"] == "invalid"]
     rows = ["| upload | status | format | size | bytes | reason |", "|---|---|---|---|---|---|"]
@@ -130,29 +130,37 @@ def _validate(
     code: str | None = None
     etag: str | None = None
     info_metadata: dict = {}
-    head = object_store.head(object_key)
-    if head is None:
-        code, facts["reason"] = "missing", "the object no longer exists in the store"
-    elif head.size > limits.max_bytes:
-        etag, facts["byte_size"] = head.etag, head.size
-        code = "too_large"
-        facts["reason"] = f"the file is {head.size} bytes; the limit is {limits.max_bytes}"
+    try:
+        head = object_store.head(object_key)
+    except InvalidKey as exc:  # e.g. a local file that is a symlink out of the store root
+        code, facts["reason"] = "invalid_key", str(exc)
+        # Keep the version the sensor registered, so the same object is not requested again.
+        with database.connection() as conn:
+            registered = uploads_store.uploads_by_partition(conn, [partition_key]).get(partition_key)
+        etag = registered.etag if registered else None
     else:
-        etag = head.etag
-        try:
-            data = object_store.get(object_key)
-        except KeyError:
-            code, facts["reason"] = "missing", "the object was deleted while being validated"
+        if head is None:
+            code, facts["reason"] = "missing", "the object no longer exists in the store"
+        elif head.size > limits.max_bytes:
+            etag, facts["byte_size"] = head.etag, head.size
+            code = "too_large"
+            facts["reason"] = f"the file is {head.size} bytes; the limit is {limits.max_bytes}"
         else:
-            facts["byte_size"] = len(data)
-            facts["sha256"] = hashlib.sha256(data).hexdigest()
+            etag = head.etag
             try:
-                info = imaging.probe(data, limits=limits)
-            except imaging.ImageRejected as exc:
-                code, facts["reason"] = exc.code, exc.reason
+                data = object_store.get(object_key)
+            except KeyError:
+                code, facts["reason"] = "missing", "the object was deleted while being validated"
             else:
-                facts.update(format=info.format, width=info.width, height=info.height)
-                info_metadata = info.as_dict()
+                facts["byte_size"] = len(data)
+                facts["sha256"] = hashlib.sha256(data).hexdigest()
+                try:
+                    info = imaging.probe(data, limits=limits)
+                except imaging.ImageRejected as exc:
+                    code, facts["reason"] = exc.code, exc.reason
+                else:
+                    facts.update(format=info.format, width=info.width, height=info.height)
+                    info_metadata = info.as_dict()
     if code is not None:
         facts["status"] = "invalid"
         context.log.warning(f"upload {partition_key!r} is invalid: {code}: {facts['reason']}")

@@ -122,6 +122,12 @@ def build_render_ops(style: imaging.StyleSpec, default_presets: list[str]) -> tu
             started = time.perf_counter()
             try:
                 data = object_store.get(object_key_for(partition_key))
+                if upload.sha256 and hashlib.sha256(data).hexdigest() != upload.sha256:
+                    # Overwritten since validation: render only validated bytes.  The sensor
+                    # sees the new ETag and requests a run that validates and renders it.
+                    _fail(database, targets, "decode", "the upload changed after it was validated; "
+                          "its new version is validated and rendered by a new run")
+                    continue
                 decoded = imaging.decode(data, fit=presets)
             except KeyError:
                 _fail(database, targets, "decode", "the upload object no longer exists")

@@ -34,19 +34,25 @@ class CompletedRender:
     render_metadata: dict
 
 
-def queue(conn: psycopg.Connection, targets: Sequence[RenderTarget]) -> None:
-    """Insert `queued` rows for requested renders; rows already in flight are left alone."""
+def queue(conn: psycopg.Connection, targets: Sequence[RenderTarget], *, run_id: str) -> None:
+    """Insert `queued` rows for requested renders; rows already in flight are left alone.
+
+    The queuing run is noted in ``metadata.queued_by_run``: if that run dies before its render
+    step starts a row, the failure sensor finds the row by it (``dagster_run_id`` is left as is,
+    it names the run that last *started* the render and drives the attempt count).
+    """
     if not targets:
         return
     with conn.cursor() as cur:
         cur.executemany(
             """
-            INSERT INTO renders (id, asset_id, style_id, size_preset_id, status)
-            VALUES (%s, %s, %s, %s, 'queued')
-            ON CONFLICT (id) DO UPDATE SET status = 'queued', error_message = NULL, updated_at = now()
+            INSERT INTO renders (id, asset_id, style_id, size_preset_id, status, metadata)
+            VALUES (%s, %s, %s, %s, 'queued', jsonb_build_object('queued_by_run', %s::text))
+            ON CONFLICT (id) DO UPDATE SET status = 'queued', error_message = NULL, updated_at = now(),
+                metadata = renders.metadata || EXCLUDED.metadata
             WHERE renders.status <> 'started'
             """,
-            [(t.render_id, t.asset_id, t.style_id, t.preset_id) for t in targets],
+            [(t.render_id, t.asset_id, t.style_id, t.preset_id, run_id) for t in targets],
         )
 
 
@@ -98,13 +104,15 @@ def fail(conn: psycopg.Connection, render_ids: Sequence[uuid.UUID], message: str
 
 
 def fail_unfinished_for_run(conn: psycopg.Connection, run_id: str, message: str) -> int:
-    """A run ended badly: every render it had started and not finished is `failed`."""
+    """A run ended badly: every render it had started and not finished is `failed`, and so is
+    every render it queued and never started (a batch whose run died before reaching it)."""
     cursor = conn.execute(
         """
         UPDATE renders SET status = 'failed', error_message = %s, updated_at = now()
-        WHERE dagster_run_id = %s AND status = 'started'
+        WHERE (status = 'started' AND dagster_run_id = %s)
+           OR (status = 'queued' AND metadata ->> 'queued_by_run' = %s)
         """,
-        (message, run_id),
+        (message, run_id, run_id),
     )
     return cursor.rowcount
 

@@ -57,21 +57,38 @@ def versions_needing_runs(conn: psycopg.Connection, versions: Sequence[tuple[str
     return {pair for pair in versions if pair not in settled}
 
 
-def mark_requested(conn: psycopg.Connection, sightings: Sequence[UploadSighting]) -> None:
-    """Record that a run was requested for these object versions (status `registered`)."""
+def mark_requested(conn: psycopg.Connection, sightings: Sequence[UploadSighting]) -> set[uuid.UUID]:
+    """Claim these object versions for a run (status `registered`); returns the asset ids claimed.
+
+    A version is claimed only if it still needs a run (the same rule as versions_needing_runs),
+    decided row by row under PostgreSQL's row lock in one statement: when two sensor
+    evaluations race on the same listing, each version is claimed by exactly one of them, so
+    it is requested by exactly one run.
+    """
     if not sightings:
-        return
-    with conn.cursor() as cur:
-        cur.executemany(
-            """
-            INSERT INTO assets (id, partition_key, object_key, filename, etag, status, requested_at)
-            VALUES (%s, %s, %s, %s, %s, 'registered', now())
-            ON CONFLICT (id) DO UPDATE SET
-                etag = EXCLUDED.etag, status = 'registered', requested_at = now(),
-                error_code = NULL, error_message = NULL, updated_at = now()
-            """,
-            [(s.asset_id, s.partition_key, s.object_key, s.partition_key.rsplit("/", 1)[-1], s.etag) for s in sightings],
-        )
+        return set()
+    rows = conn.execute(
+        """
+        INSERT INTO assets AS a (id, partition_key, object_key, filename, etag, status, requested_at)
+        SELECT id, partition_key, object_key, filename, etag, 'registered', now()
+        FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[], %s::text[])
+             AS s(id, partition_key, object_key, filename, etag)
+        ORDER BY id  -- one lock order for every evaluation: racing claims cannot deadlock
+        ON CONFLICT (id) DO UPDATE SET
+            etag = EXCLUDED.etag, status = 'registered', requested_at = now(),
+            error_code = NULL, error_message = NULL, updated_at = now()
+        WHERE a.etag IS DISTINCT FROM EXCLUDED.etag
+           OR NOT (a.status IN ('valid', 'invalid')  -- requested_at is NULL for rows others registered
+                   OR coalesce(a.requested_at > now() - make_interval(secs => %s), false))
+        RETURNING id
+        """,
+        (
+            [s.asset_id for s in sightings], [s.partition_key for s in sightings],
+            [s.object_key for s in sightings], [s.partition_key.rsplit("/", 1)[-1] for s in sightings],
+            [s.etag for s in sightings], REREQUEST_AFTER_SECONDS,
+        ),
+    ).fetchall()
+    return {row["id"] for row in rows}
 
 
 def record_invalid_key(conn: psycopg.Connection, *, asset_id: uuid.UUID, object_key: str, etag: str,
