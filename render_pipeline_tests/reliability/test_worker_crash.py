@@ -1,0 +1,240 @@
+"""Scenarios 4 and 9: a run worker SIGKILLed mid-render, and the render pool's limit.
+
+Runs execute in worker subprocesses against a PostgreSQL-backed instance (as the run launcher
+runs them in production).  Worker A is killed while it holds the only `render` pool slot and
+one of its objects is half-written; worker B waits for the slot.  The stale-render reaper
+detects A (its run is still STARTED, its renders are stale), cancels the run and fails its
+renders with a reason; the daemon's slot sweep frees A's slot; B then completes; a requeue
+completes A's renders under the same keys.  At no moment do two pool ops run at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from types import SimpleNamespace
+
+import pytest
+from dagster import DagsterEventType, DagsterRunStatus, RunRequest, instance_for_test
+from dagster._daemon.monitoring.concurrency import execute_concurrency_slots_iteration
+from dagster_shared.serdes import serialize_value
+
+from render_pipeline.ops.maintenance import ReaperConfig, reap_stale_renders
+from render_pipeline.ops.render import RENDER_POOL
+from render_pipeline_tests.orchestration_helpers import definitions_for, jpeg_bytes
+from render_pipeline_tests.reliability.fault_proxy import wait_until
+from render_pipeline_tests.reliability.harness import Pipeline, audit, list_keys, requeue
+
+pytestmark = pytest.mark.reliability
+
+PRESETS = ("play-feature",)
+POOL_LIMIT = 1
+POOL_STEPS = ("_decode", "_preprocess", "_quantize", "_compose", "_preview")
+
+
+@pytest.fixture
+def patient_s3_env(s3_env, monkeypatch) -> dict[str, str]:
+    """A read timeout longer than the test's holds: a held request stays in flight (it does not
+    time out into a retry that would release the step's pool slot)."""
+    monkeypatch.setenv("MINIO_READ_TIMEOUT", "90")
+    return {**s3_env, "MINIO_READ_TIMEOUT": "90"}
+
+
+@pytest.fixture
+def limited_instance(pg_dagster_home):
+    home, url = pg_dagster_home
+    overrides = {
+        "storage": {"postgres": {"postgres_url": url}},
+        "concurrency": {"pools": {"default_limit": POOL_LIMIT}},
+        "run_monitoring": {"enabled": True, "free_slots_after_run_end_seconds": 1},
+    }
+    with instance_for_test(overrides=overrides, temp_dir=home) as instance:
+        yield instance
+
+
+def _spawn(tmp_path, request: RunRequest, name: str) -> subprocess.Popen:
+    path = tmp_path / f"{name}.request"
+    path.write_text(serialize_value(request), encoding="utf-8")
+    log = open(tmp_path / f"{name}.log", "wb")
+    return subprocess.Popen(
+        [sys.executable, "-m", "render_pipeline_tests.reliability.worker", str(path)],
+        stdout=subprocess.PIPE, stderr=log, env=dict(os.environ), cwd=os.getcwd(),
+    )
+
+
+def _run_of(instance, request: RunRequest):
+    from dagster import RunsFilter
+
+    runs = instance.get_runs(filters=RunsFilter(tags={"dagster/run_key": request.run_key}), limit=1)
+    return runs[0] if runs else None
+
+
+def _pool_step_intervals(instance, run_ids) -> list[tuple[float, float, str]]:
+    intervals = []
+    for run_id in run_ids:
+        starts: dict[str, float] = {}
+        for entry in instance.all_logs(run_id):
+            event = entry.dagster_event
+            if event is None or not event.step_key or not event.step_key.endswith(POOL_STEPS):
+                continue
+            if event.event_type == DagsterEventType.STEP_START:
+                starts[event.step_key] = entry.timestamp
+            elif event.event_type in (DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE,
+                                      DagsterEventType.STEP_UP_FOR_RETRY) and event.step_key in starts:
+                intervals.append((starts.pop(event.step_key), entry.timestamp, f"{run_id[:8]}:{event.step_key}"))
+        for step_key, started in starts.items():  # never finished: the worker died holding it
+            intervals.append((started, float("inf"), f"{run_id[:8]}:{step_key} (killed)"))
+    return intervals
+
+
+def _max_overlap(intervals) -> int:
+    points = sorted([(s, 1) for s, _, _ in intervals] + [(e, -1) for _, e, _ in intervals], key=lambda p: (p[0], p[1]))
+    current = peak = 0
+    for _, delta in points:
+        current += delta
+        peak = max(peak, current)
+    return peak
+
+
+def test_killed_worker_is_reaped_its_slot_freed_and_its_renders_requeued(
+    patient_s3_env, proxy, boto, s3_bucket, database, limited_instance, tmp_path
+):
+    instance = limited_instance
+    defs = definitions_for(patient_s3_env, presets=PRESETS)
+    pipeline = Pipeline(defs, instance)
+    for name in ("a1", "a2"):
+        boto.put_object(Bucket=s3_bucket, Key=f"uploads/{name}/p.jpg", Body=jpeg_bytes(64, 48, seed=len(name) + ord(name[1])))
+    [request_a] = pipeline.tick()
+
+    # A's render PUTs after the first hang (its first output.png is written): A is mid-render.
+    # Every later PUT hangs, so botocore's retries after its read timeout hang too.
+    hold = threading.Event()
+    held = proxy.add(action="pass", ops=("put",), key_prefix="renders/", skip=1,
+                     before=lambda _r: hold.wait(80))
+    worker_a = _spawn(tmp_path, request_a, "a")
+    try:
+        wait_until(lambda: held.matched >= 2, timeout=120, what="worker A to reach its preview PUT")
+        run_a = _run_of(instance, request_a)
+        with database.connection() as conn:
+            statuses = [r["status"] for r in conn.execute("SELECT status FROM renders").fetchall()]
+        assert statuses == ["started", "started"], statuses
+
+        boto.put_object(Bucket=s3_bucket, Key="uploads/b1/p.jpg", Body=jpeg_bytes(64, 48, seed=99))
+        os.kill(worker_a.pid, signal.SIGKILL)
+        worker_a.wait(30)
+    finally:
+        hold.set()
+        if worker_a.poll() is None:
+            worker_a.kill()
+    assert worker_a.returncode == -signal.SIGKILL
+    run_a = instance.get_run_by_id(run_a.run_id)
+    assert run_a.status == DagsterRunStatus.STARTED  # nothing in Dagster noticed yet
+
+    # The reaper, once A's renders are past its limit: cancels the dead run, fails its renders.
+    with database.connection() as conn:
+        conn.execute("UPDATE renders SET started_at = started_at - interval '2 hours'")
+    report = reap_stale_renders(database, instance, ReaperConfig(started_limit_minutes=60), logging.getLogger("reaper"))
+    assert report.runs_canceled == 1 and report.started_failed == 2, report
+    assert instance.get_run_by_id(run_a.run_id).status == DagsterRunStatus.CANCELED
+    with database.connection() as conn:
+        rows = conn.execute("SELECT status, error_message FROM renders").fetchall()
+    assert all(r["status"] == "failed" and run_a.run_id in r["error_message"] for r in rows), rows
+
+    # Requeue A's renders and render B: everything converges under the same keys.
+    requeue(database, "status = 'failed'")
+    outcomes = pipeline.launch(pipeline.requeue_tick() + pipeline.tick())
+    assert outcomes and all(o.success for o in outcomes)
+    result = audit(database, list_keys(boto, s3_bucket, ""), styles=("duotone",), presets=PRESETS)
+    assert not result.problems, result.problems
+    assert result.renders == {"completed": 3} and result.render_objects == 6
+
+
+def test_render_pool_limit_holds_and_a_crashed_runs_slot_is_freed(
+    patient_s3_env, proxy, boto, s3_bucket, database, limited_instance, tmp_path
+):
+    instance = limited_instance
+    defs = definitions_for(patient_s3_env, presets=PRESETS)
+    pipeline = Pipeline(defs, instance)
+    requests = []
+    for name in ("c1", "c2", "c3"):  # one run each
+        boto.put_object(Bucket=s3_bucket, Key=f"uploads/{name}/p.jpg", Body=jpeg_bytes(64, 48, seed=ord(name[1])))
+        requests += pipeline.tick()
+    assert len(requests) == 3
+
+    hold_a = threading.Event()
+    # Decode GETs (each source's 2nd GET): A's hangs while it holds the slot; others are slowed
+    # by 1 s so that, without the limit, their pool ops would certainly overlap.
+    # (every later GET of A's source hangs, so botocore's retries after its read timeout do too)
+    a_in_decode = proxy.add(action="pass", ops=("get",), key_prefix="uploads/c1/", skip=1,
+                            before=lambda _r: hold_a.wait(80))
+    for name in ("c2", "c3"):
+        proxy.add(action="pass", ops=("get",), key_prefix=f"uploads/{name}/", nth=2, before=lambda _r: time.sleep(1))
+
+    def decode_gets(name: str) -> int:
+        return len(proxy.requests(op="get", key_prefix=f"uploads/{name}/"))
+
+    workers = {"a": _spawn(tmp_path, requests[0], "a")}
+    try:
+        wait_until(lambda: a_in_decode.fired, timeout=120, what="run A to hold the slot in decode")
+        workers["b"] = _spawn(tmp_path, requests[1], "b")
+        workers["c"] = _spawn(tmp_path, requests[2], "c")
+        # B and C validate their uploads (no pool), then wait for the slot A holds.
+        wait_until(lambda: decode_gets("c2") >= 1 and decode_gets("c3") >= 1, timeout=120,
+                   what="runs B and C to validate")
+        time.sleep(3)
+        info = instance.event_log_storage.get_concurrency_info(RENDER_POOL)
+        assert decode_gets("c2") == 1 and decode_gets("c3") == 1, (
+            "B or C decoded while A held the only slot", info, [(e.request.op, e.request.key, e.outcome) for e in proxy.log])
+        info = instance.event_log_storage.get_concurrency_info(RENDER_POOL)
+        run_a = _run_of(instance, requests[0])
+        assert info.slot_count == POOL_LIMIT and [c.run_id for c in info.claimed_slots] == [run_a.run_id]
+
+        os.kill(workers["a"].pid, signal.SIGKILL)
+        workers["a"].wait(30)
+        hold_a.set()
+        time.sleep(3)
+        # The dead run still holds the slot: nothing else may run a pool op yet.
+        assert decode_gets("c2") == 1 and decode_gets("c3") == 1
+
+        # Detection (reaper: A's renders are stale and its run is still STARTED → canceled),
+        # then the daemon's slot sweep frees the slots of ended runs.
+        with database.connection() as conn:
+            conn.execute("UPDATE renders SET started_at = started_at - interval '2 hours' WHERE dagster_run_id = %s",
+                         (run_a.run_id,))
+        report = reap_stale_renders(database, instance, ReaperConfig(started_limit_minutes=60),
+                                    logging.getLogger("reaper"))
+        assert report.runs_canceled == 1
+        time.sleep(1.5)  # free_slots_after_run_end_seconds
+        list(execute_concurrency_slots_iteration(SimpleNamespace(instance=instance), logging.getLogger("daemon")))
+        freed_at = time.time()
+
+        results = {}
+        for name in ("b", "c"):
+            out, _ = workers[name].communicate(timeout=180)
+            results[name] = json.loads(out.decode().strip().splitlines()[-1])
+        assert all(r["success"] for r in results.values()), results
+    finally:
+        hold_a.set()
+        for process in workers.values():
+            if process.poll() is None:
+                process.kill()
+
+    run_ids = [run_a.run_id, results["b"]["run_id"], results["c"]["run_id"]]
+    intervals = [(s, min(e, freed_at), label) for s, e, label in _pool_step_intervals(instance, run_ids)]
+    assert len(intervals) >= 11  # A's decode + B's and C's five pool steps each
+    assert _max_overlap(intervals) <= POOL_LIMIT, sorted(intervals)
+    # ...while the runs themselves did overlap in time (the limit, not luck, serialised them).
+    b, c = (instance.get_run_record_by_id(results[n]["run_id"]) for n in ("b", "c"))
+    assert max(b.start_time, c.start_time) < min(b.end_time, c.end_time)
+    assert instance.event_log_storage.get_concurrency_info(RENDER_POOL).claimed_slots == []
+
+    requeue(database, "status = 'failed'")
+    assert all(o.success for o in pipeline.launch(pipeline.requeue_tick()))
+    result = audit(database, list_keys(boto, s3_bucket, ""), styles=("duotone",), presets=PRESETS)
+    assert not result.problems and result.renders == {"completed": 3}, result.summary()
