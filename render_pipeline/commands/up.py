@@ -16,10 +16,15 @@ import sys
 from pathlib import Path
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import make_conninfo
 
 from render_pipeline.resources.database import PostgresResource
-from render_pipeline.resources.embedded_postgres import embedded_urls, ensure_database, stop_embedded_server
+from render_pipeline.resources.embedded_postgres import (
+    dagster_storage_url,
+    embedded_urls,
+    ensure_database,
+    stop_embedded_server,
+)
 from render_pipeline.resources.factory import object_store_from_settings
 from render_pipeline.settings import DEFAULT_DAGSTER_DB_NAME, ConfigError, Settings, load_settings
 from render_pipeline.store import migrations
@@ -70,7 +75,6 @@ def prepare(settings: Settings) -> dict[str, str]:
 
 def _dagster_url_beside(app_conninfo: str) -> str:
     """Dagster's storage in a `dagster` database on the app's server, via psycopg2."""
-    info = conninfo_to_dict(app_conninfo)
     admin = make_conninfo(app_conninfo, dbname="postgres")
     try:
         ensure_database(admin, DEFAULT_DAGSTER_DB_NAME)
@@ -80,13 +84,7 @@ def _dagster_url_beside(app_conninfo: str) -> str:
             f"could not create the '{DEFAULT_DAGSTER_DB_NAME}' database ({str(exc).strip().splitlines()[0]})",
             "create it, or set DAGSTER_PG_URL=postgresql+psycopg2://user:pass@host:5432/dagster",
         ) from None
-    user = info.get("user", "postgres")
-    password = f":{info['password']}" if info.get("password") else ""
-    host = info.get("host", "localhost")
-    port = info.get("port", "5432")
-    if host.startswith("/"):
-        return f"postgresql+psycopg2://{user}{password}@/{DEFAULT_DAGSTER_DB_NAME}?host={host}&port={port}"
-    return f"postgresql+psycopg2://{user}{password}@{host}:{port}/{DEFAULT_DAGSTER_DB_NAME}"
+    return dagster_storage_url(app_conninfo, DEFAULT_DAGSTER_DB_NAME)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from urllib.parse import quote
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 
 from render_pipeline.settings import DEFAULT_DAGSTER_DB_NAME, DEFAULT_DB_NAME
 
@@ -31,17 +33,27 @@ def embedded_server(home: Path):
 
 
 def embedded_urls(home: Path) -> tuple[str, str]:
-    """Start the server, create the app and Dagster databases, return their URLs (app, dagster).
-
-    The Dagster URL names the psycopg2 driver: SQLAlchemy 2.1 reads a bare postgresql:// as
-    psycopg 3, on which dagster-postgres' NOTIFY fails.
-    """
+    """Start the server, create the app and Dagster databases, return their URLs (app, dagster)."""
     server = embedded_server(home)
     ensure_database(server.get_uri(), DEFAULT_DB_NAME)
     ensure_database(server.get_uri(), DEFAULT_DAGSTER_DB_NAME)
-    app_url = server.get_uri(DEFAULT_DB_NAME)
-    dagster_url = server.get_uri(DEFAULT_DAGSTER_DB_NAME).replace("postgresql://", "postgresql+psycopg2://", 1)
-    return app_url, dagster_url
+    return server.get_uri(DEFAULT_DB_NAME), dagster_storage_url(server.get_uri(), DEFAULT_DAGSTER_DB_NAME)
+
+
+def dagster_storage_url(conninfo: str, dbname: str) -> str:
+    """A SQLAlchemy URL for Dagster's storage in ``dbname`` on the server of ``conninfo``.
+
+    It names the psycopg2 driver: SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3, on
+    which dagster-postgres' NOTIFY fails.
+    """
+    info = conninfo_to_dict(conninfo)
+    user = quote(str(info.get("user", "postgres")), safe="")
+    password = ":" + quote(str(info["password"]), safe="") if info.get("password") else ""
+    host = str(info.get("host", "localhost"))
+    port = info.get("port", "5432")
+    if host.startswith("/"):  # a Unix socket directory
+        return f"postgresql+psycopg2://{user}{password}@/{dbname}?host={host}&port={port}"
+    return f"postgresql+psycopg2://{user}{password}@{host}:{port}/{dbname}"
 
 
 def embedded_server_running(home: Path) -> bool:

@@ -15,8 +15,8 @@ import psycopg
 import pytest
 from dagster import instance_for_test
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict
 
+from render_pipeline.resources.embedded_postgres import dagster_storage_url
 from render_pipeline_tests.conftest import S3_ACCESS_KEY, S3_SECRET_KEY
 from render_pipeline_tests.reliability.fault_proxy import FaultProxy
 from render_pipeline_tests.reliability.harness import boto_client
@@ -76,19 +76,6 @@ def s3_env(database, database_url, proxy, s3_bucket, monkeypatch) -> dict[str, s
 def instance():
     with instance_for_test() as dagster_instance:
         yield dagster_instance
-
-
-def dagster_storage_url(pg_admin_url: str, dbname: str) -> str:
-    """A psycopg2 URL for Dagster's storage on the test server (see DESIGN §7: SQLAlchemy 2.1
-    reads a bare postgresql:// as psycopg 3, which dagster-postgres cannot use)."""
-    info = conninfo_to_dict(pg_admin_url)
-    user = info.get("user", "postgres")
-    password = f":{info['password']}" if info.get("password") else ""
-    host = info.get("host", "localhost")
-    port = info.get("port", "5432")
-    if host.startswith("/"):
-        return f"postgresql+psycopg2://{user}{password}@/{dbname}?host={host}&port={port}"
-    return f"postgresql+psycopg2://{user}{password}@{host}:{port}/{dbname}"
 
 
 @pytest.fixture
