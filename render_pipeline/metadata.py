@@ -30,6 +30,14 @@ def render_output_metadata(
         "uploads": MetadataValue.int(len(partitions)),
         "renders_completed": MetadataValue.int(len(completed)),
     }
+    rendered = {record.render_metadata.get("partition_key") for record, _ in completed}
+    not_rendered = [p for p in partitions if p not in rendered]
+    if not_rendered:
+        # A ranged run materializes every partition in its range; say which ones have nothing.
+        lines = [f"- {markdown_cell(p)}" for p in not_rendered[:MAX_TABLE_ROWS]]
+        metadata["not_rendered"] = MetadataValue.md(
+            "Invalid upload (see `uploads`) or failed render (see `renders.error_message`):\n\n" + "\n".join(lines)
+        )
     if not completed:
         return metadata
     first, preview = completed[0]

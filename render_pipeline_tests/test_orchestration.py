@@ -134,6 +134,10 @@ def test_corrupt_upload_is_invalid_while_the_next_one_renders(s3_env, boto, s3_b
     assert assets["uploads/no-folder.jpg"]["error_message"].startswith("key has no {asset_id}/ folder")
     assert "'..'" in assets["uploads/x3/../escape.jpg"]["error_message"]
     assert assets["uploads/x2/fine.jpg"]["status"] == "valid"
+    from dagster import AssetKey
+
+    metadata = instance.get_latest_materialization_event(AssetKey(["renders", "duotone"])).asset_materialization.metadata
+    assert "x1/broken.jpg" in metadata["not_rendered"].value and "x2/fine.jpg" not in metadata["not_rendered"].value
     assert _renders(database, "uploads/x1/broken.jpg") == []
     assert {r["status"] for r in _renders(database, "uploads/x2/fine.jpg")} == {"completed"}
 
