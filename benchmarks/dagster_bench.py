@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 import uuid
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 import boto3
@@ -163,8 +163,9 @@ def part_c(stack: Stack, sizes: list[int]) -> None:
     for size in sizes:
         env = stack.fresh(f"bench_c_{size}")
         defs = definitions_for(env)
-        for i in range(size):
-            stack.s3.put_object(Bucket=env["MINIO_BUCKET"], Key=f"uploads/k{i:06d}/x.jpg", Body=b"x")
+        with ThreadPoolExecutor(max_workers=16) as pool:  # setup only: fill the bucket quickly
+            list(pool.map(lambda i: stack.s3.put_object(Bucket=env["MINIO_BUCKET"], Key=f"uploads/k{i:06d}/x.jpg",
+                                                        Body=b"x"), range(size)))
         pages = stack.s3.get_paginator("list_objects_v2").paginate(Bucket=env["MINIO_BUCKET"], Prefix="uploads/")
         etags = {o["Key"]: o["ETag"].strip('"') for page in pages for o in page.get("Contents", [])}
         with instance_for_test() as instance:

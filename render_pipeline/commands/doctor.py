@@ -60,7 +60,9 @@ def dagster_environment(settings: Settings) -> None:
 
 
 def embedded_running(settings: Settings) -> bool:
-    return (settings.home / "pgdata" / "postmaster.pid").exists()
+    from render_pipeline.resources.embedded_postgres import embedded_server_running
+
+    return embedded_server_running(settings.home)
 
 
 def database_for(settings: Settings, *, connect_timeout: int = 5):
@@ -121,6 +123,10 @@ def _instance():
     try:
         return DagsterInstance.get()
     except Exception as exc:
+        if "DAGSTER_PG_URL" in str(exc):  # dagster.yaml reads it; Dagster's own message is a schema dump
+            raise CheckFailed("Dagster's storage is unreachable: DAGSTER_PG_URL is not set and the embedded "
+                              "PostgreSQL is not running (start it with `render-pipeline up`, or set "
+                              "DAGSTER_PG_URL)") from None
         raise CheckFailed(f"cannot load the Dagster instance from {os.environ['DAGSTER_HOME']}: "
                           f"{_first_line(exc)}") from None
 
