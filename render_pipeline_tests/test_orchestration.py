@@ -70,7 +70,15 @@ def test_upload_through_boto3_is_rendered_end_to_end(s3_env, boto, s3_bucket, da
 
     result = tick(defs, instance, "uploads_sensor")
     assert len(result.run_requests) == 1
-    _run_all(defs, instance, result)
+    [outcome] = _run_all(defs, instance, result)
+
+    # Depth-first: each style's chain finishes before the next style decodes (bounded memory).
+    starts = [e.step_key for e in outcome.all_events if e.event_type_value == "STEP_START"]
+    for i, step in enumerate(starts):
+        if step.endswith("_decode"):
+            style = step.rsplit("_decode", 1)[0]
+            stages = ("preprocess", "quantize", "compose", "preview", "upload")
+            assert starts[i + 1 : i + 6] == [f"{style}_{stage}" for stage in stages], starts
 
     rows = _renders(database, "uploads/campaign-7/hero shot ü.jpg")
     assert len(rows) == 4 * len(TEST_PRESETS)

@@ -90,7 +90,11 @@ def build_render_ops(style: imaging.StyleSpec, default_presets: list[str]) -> tu
     ident = style.id.replace("-", "_")
     algorithm_config = style.validate_config(None)
     RenderRequest = render_request_config(default_presets)
-    tags = {"render_pipeline/style": style.id}
+
+    def tags(stage: int) -> dict[str, str]:
+        # Later stages outrank earlier ones, so the in-process executor finishes one style's
+        # batch before decoding the next style's: a run holds one style's images at a time.
+        return {"render_pipeline/style": style.id, "dagster/priority": str(stage)}
 
     @op(
         name=f"{ident}_decode",
@@ -98,7 +102,7 @@ def build_render_ops(style: imaging.StyleSpec, default_presets: list[str]) -> tu
         out=Out(io_manager_key=HANDOFF_IO_MANAGER),
         retry_policy=STORAGE_RETRY,
         pool=RENDER_POOL,
-        tags=tags,
+        tags=tags(0),
     )
     def decode(
         context: OpExecutionContext, config: RenderRequest, database: PostgresResource, object_store: ObjectStore
@@ -143,13 +147,13 @@ def build_render_ops(style: imaging.StyleSpec, default_presets: list[str]) -> tu
             sources.append(Source(partition_key, decoded, items))
         return sources
 
-    @op(name=f"{ident}_preprocess", out=Out(io_manager_key=HANDOFF_IO_MANAGER), pool=RENDER_POOL, tags=tags)
+    @op(name=f"{ident}_preprocess", out=Out(io_manager_key=HANDOFF_IO_MANAGER), pool=RENDER_POOL, tags=tags(1))
     def preprocess(database: PostgresResource, sources: list[Source]) -> list[RenderItem]:
         """Fit each decoded upload to each preset (crop or pad to the exact size)."""
         items = [replace(item, payload=source.decoded) for source in sources for item in source.items]
         return _each(database, items, "preprocess", lambda item: imaging.preprocess(item.payload, item.preset))
 
-    @op(name=f"{ident}_quantize", out=Out(io_manager_key=HANDOFF_IO_MANAGER), pool=RENDER_POOL, tags=tags)
+    @op(name=f"{ident}_quantize", out=Out(io_manager_key=HANDOFF_IO_MANAGER), pool=RENDER_POOL, tags=tags(2))
     def quantize(database: PostgresResource, items: list[RenderItem]) -> list[RenderItem]:
         """Reduce each fitted image to the style's palette (fixed-seed k-means on a sample)."""
         return _each(
@@ -157,7 +161,7 @@ def build_render_ops(style: imaging.StyleSpec, default_presets: list[str]) -> tu
             lambda item: (item.payload, style.quantize(item.payload, algorithm_config)),
         )
 
-    @op(name=f"{ident}_compose", out=Out(io_manager_key=HANDOFF_IO_MANAGER), pool=RENDER_POOL, tags=tags)
+    @op(name=f"{ident}_compose", out=Out(io_manager_key=HANDOFF_IO_MANAGER), pool=RENDER_POOL, tags=tags(3))
     def compose(database: PostgresResource, items: list[RenderItem]) -> list[RenderItem]:
         """Draw the style (palette mapping, ink outlines, dots, panels) at the preset size."""
         return _each(
@@ -166,7 +170,7 @@ def build_render_ops(style: imaging.StyleSpec, default_presets: list[str]) -> tu
                           item.payload[1]),
         )
 
-    @op(name=f"{ident}_preview", out=Out(io_manager_key=HANDOFF_IO_MANAGER), pool=RENDER_POOL, tags=tags)
+    @op(name=f"{ident}_preview", out=Out(io_manager_key=HANDOFF_IO_MANAGER), pool=RENDER_POOL, tags=tags(4))
     def preview(database: PostgresResource, items: list[RenderItem]) -> list[RenderItem]:
         """Encode the output PNG and the 512 px JPEG preview."""
 
@@ -185,7 +189,7 @@ def build_render_ops(style: imaging.StyleSpec, default_presets: list[str]) -> tu
         name=f"{ident}_upload",
         out=Out(io_manager_key=HANDOFF_IO_MANAGER),
         retry_policy=STORAGE_RETRY,
-        tags=tags,
+        tags=tags(5),
     )
     def upload(
         context: OpExecutionContext, database: PostgresResource, object_store: ObjectStore, items: list[RenderItem]
