@@ -13,8 +13,8 @@ MAX_K = 8
 # integer weights 1:6:6 (~ 1:2.55**2) make them proportional to CIELAB distances within 4 %.
 _WEIGHTS = np.array([1.0, 6.0, 6.0], np.float32)
 _GOLDEN = (math.sqrt(5) - 1) / 2
-_TOP_6_BITS = (np.arange(256) >> 2).astype(np.uint8)
-_CELL_WEIGHTS = np.array([[4096.0, 64.0, 1.0]], np.float32)
+_CELL = (np.arange(256) >> 2).astype(np.int16)  # 6-bit cube coordinate of a channel value
+_CELL_ROW = _CELL * 64
 _CUBE = np.stack(np.meshgrid(*[np.arange(64) * 4 + 2] * 3, indexing="ij"), axis=-1).astype(np.uint8)
 _CUBE_LAB = cv2.cvtColor(_CUBE.reshape(512, 512, 3), cv2.COLOR_RGB2Lab)  # cell middles in 8-bit Lab
 
@@ -79,14 +79,17 @@ def sample_indices(n: int, size: int) -> np.ndarray:
 def nearest(pixels: np.ndarray, centres: np.ndarray) -> np.ndarray:
     """Label every RGB pixel with the centre nearest (in Lab) to its 6-bit RGB cube cell.
 
-    The 262 144 cell middles are assigned exactly, then each pixel looks its cell up: three
-    cheap passes instead of a CIELAB conversion plus k distance passes over every pixel.
+    The 262 144 cell middles are assigned exactly, then each pixel looks its cell up: a
+    few cheap passes instead of a CIELAB conversion plus k distance passes over every pixel.
     A pixel is at most 2 levels per channel from its cell's middle, so only pixels on a
-    Voronoi boundary can get the neighbouring centre.
+    Voronoi boundary can get the neighbouring centre.  The lookup is ``cv2.remap`` with
+    nearest-neighbour sampling over the cube laid out as a 4096 (r, g) x 64 (b) table:
+    integer coordinates, so exact, and about twice as fast as a numpy gather.
     """
-    cells = cv2.LUT(pixels, _TOP_6_BITS).astype(np.float32)
-    index = cv2.transform(cells, _CELL_WEIGHTS).astype(np.int32)
-    return np.take(_cube_labels(centres), index)
+    red, green, blue = cv2.split(pixels)
+    coordinates = cv2.merge([cv2.LUT(blue, _CELL), cv2.add(cv2.LUT(red, _CELL_ROW), cv2.LUT(green, _CELL))])
+    table = _cube_labels(centres).reshape(64 * 64, 64)
+    return cv2.remap(table, coordinates, None, cv2.INTER_NEAREST)
 
 
 def _cube_labels(centres: np.ndarray) -> np.ndarray:
