@@ -15,14 +15,16 @@ from .presets import SizePreset
 def preprocess(
     image: DecodedImage | Image.Image, preset: SizePreset, *, background: RGB = WHITE
 ) -> np.ndarray:
-    """Return ``preset.height x preset.width x 3`` uint8 RGB pixels.
+    """Return ``preset.height x preset.width x 3`` uint8 RGB pixels (``H x W`` for an ``L`` image).
 
     ``cover`` scales to fill and centre-crops; ``contain`` scales to fit and pads with
     ``background``.  Only the source region that is kept is touched: Pillow's box
     ``reduce`` shrinks it by the largest whole factor (cheap, area-averaged), then OpenCV's
     bilinear resize covers the remaining factor, which is below 2 so nothing aliases.
     """
-    source = image.image if isinstance(image, DecodedImage) else image.convert("RGB")
+    source = image.image if isinstance(image, DecodedImage) else image
+    if source.mode not in ("RGB", "L"):
+        source = source.convert("RGB")
     scale = preset.scale_for(source.width, source.height)
     out_w = preset.width if preset.fit == "cover" else max(1, round(source.width * scale))
     out_h = preset.height if preset.fit == "cover" else max(1, round(source.height * scale))
@@ -34,8 +36,8 @@ def preprocess(
         pixels = cv2.resize(pixels, (out_w, out_h), interpolation=cv2.INTER_LINEAR)
     if (out_w, out_h) == (preset.width, preset.height):
         return np.ascontiguousarray(pixels)
-    canvas = np.empty((preset.height, preset.width, 3), np.uint8)
-    canvas[:] = background
+    canvas = np.empty((preset.height, preset.width, *pixels.shape[2:]), np.uint8)
+    canvas[:] = background if pixels.ndim == 3 else Image.new("RGB", (1, 1), background).convert("L").getpixel((0, 0))
     top, left = (preset.height - out_h) // 2, (preset.width - out_w) // 2
     canvas[top : top + out_h, left : left + out_w] = pixels
     return canvas

@@ -134,10 +134,12 @@ def _unpack(packed: np.ndarray) -> np.ndarray:
 def luminance_levels(pixels: np.ndarray, *, steps: int, stretch: bool) -> Quantization:
     """Quantize by luma alone: labels are grey levels (``steps`` of them, or all 256 if 0).
 
+    ``pixels`` is HxWx3 RGB or already HxW luma (a style that needs no colour decodes grey).
+
     ``stretch`` maps the 1st..99th luma percentile onto 0..255 first (auto-levels), read
     from an exact histogram so it is deterministic.
     """
-    luma = cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY)
+    luma = cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY) if pixels.ndim == 3 else pixels
     if stretch:
         cumulative = np.cumsum(np.bincount(luma.ravel(), minlength=256))
         low = int(np.searchsorted(cumulative, 0.01 * cumulative[-1]))

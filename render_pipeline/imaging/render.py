@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import zlib
 from collections.abc import Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -46,7 +47,7 @@ def render(
     settings = spec.validate_config(config)
     timings: dict[str, float] = {}
     with _timed(timings, "decode"):
-        decoded = decode(data, limits=limits, fit=(size,))
+        decoded = decode(data, limits=limits, fit=(size,), grey=not spec.needs_colour)
     with _timed(timings, "preprocess"):
         pixels = preprocess(decoded, size)
     with _timed(timings, "quantize"):
@@ -88,7 +89,10 @@ def render_metadata(
         "pixels_sha256": pixels_sha256,
         "source": info.as_dict(),
         "timings_ms": {stage: round(ms, 2) for stage, ms in timings_ms.items()},
-        "versions": {"pillow": PIL.__version__, "numpy": np.__version__, "opencv": cv2.__version__},
+        "versions": {
+            "pillow": PIL.__version__, "numpy": np.__version__, "opencv": cv2.__version__,
+            "zlib": zlib.ZLIB_RUNTIME_VERSION,
+        },
     }
 
 

@@ -35,7 +35,10 @@ class Param:
 
 @dataclass(frozen=True)
 class StyleSpec:
-    """A style: metadata, config schema and its two stage functions."""
+    """A style: metadata, config schema and its two stage functions.
+
+    ``needs_colour=False`` means the style reads luma only, so its source is decoded grey.
+    """
 
     id: str
     name: str
@@ -44,6 +47,7 @@ class StyleSpec:
     params: Mapping[str, Param]
     quantize: Callable[[np.ndarray, Config], Quantization]
     compose: Callable[[np.ndarray, Quantization, SizePreset, Config], Image.Image]
+    needs_colour: bool = True
 
     @property
     def default_config(self) -> dict[str, Any]:
@@ -150,7 +154,7 @@ _ALL = (
         id="pop-poster",
         name="Pop poster",
         description="k-means posterization mapped by luminance onto a bold pop palette, with black ink outlines.",
-        version=1,
+        version=2,
         params=MappingProxyType({
             "k": Param(6, integer(2, 8)),
             "palette": Param(["#1b1340", "#c2185b", "#ff5722", "#00b8d4", "#ffd600", "#fff8e1"], colours(2, 16)),
@@ -163,7 +167,7 @@ _ALL = (
         id="halftone",
         name="Halftone",
         description="Ben-Day dots on a screen angle over flat posterized colour, with ink outlines.",
-        version=1,
+        version=2,
         params=MappingProxyType({
             "k": Param(5, integer(2, 8)),
             "palette": Param(["#14142b", "#1565c0", "#e53935", "#ffd54f", "#fffdf5"], colours(2, 16)),
@@ -178,7 +182,7 @@ _ALL = (
         id="warhol-grid",
         name="Warhol grid",
         description="A grid of the posterized image, each panel in a different pop palette.",
-        version=1,
+        version=2,
         params=MappingProxyType({
             "rows": Param(2, integer(1, 4)),
             "cols": Param(2, integer(1, 4)),
@@ -204,7 +208,7 @@ _ALL = (
         id="duotone",
         name="Duotone",
         description="Luminance mapped between two colours, with optional posterize steps.",
-        version=1,
+        version=2,
         params=MappingProxyType({
             "dark": Param("#1e0a5e", colour),
             "light": Param("#ff4d8d", colour),
@@ -213,6 +217,7 @@ _ALL = (
         }),
         quantize=_levels,
         compose=compose.duotone,
+        needs_colour=False,
     ),
 )
 

@@ -132,7 +132,7 @@ def build_render_ops(style: imaging.StyleSpec, default_presets: list[str]) -> tu
                     _fail(database, targets, "decode", "the upload changed after it was validated; "
                           "its new version is validated and rendered by a new run")
                     continue
-                decoded = imaging.decode(data, fit=presets)
+                decoded = imaging.decode(data, fit=presets, grey=not style.needs_colour)
             except KeyError:
                 _fail(database, targets, "decode", "the upload object no longer exists")
                 continue

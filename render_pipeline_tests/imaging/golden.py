@@ -3,8 +3,8 @@
 When a style's output changes on purpose: bump its ``version`` in
 ``render_pipeline/imaging/styles.py``, run ``PYTHONPATH=. python -m
 render_pipeline_tests.imaging.golden`` and paste the printed dict over ``GOLDEN`` in
-``test_render.py``.  The PNG hash also depends on Pillow's zlib build (pinned); the pixel
-hash does not.
+``test_render.py``.  The PNG hash also depends on the zlib Python links (recorded as
+``versions.zlib`` in the render metadata); the pixel hash does not.
 """
 
 from __future__ import annotations

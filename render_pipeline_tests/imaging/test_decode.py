@@ -182,3 +182,26 @@ def test_refusal_reasons_say_what_the_file_is() -> None:
         decode(BAD["html"][0])
     with pytest.raises(ImageRejected, match="text, not an image"):
         decode(BAD["text-named-jpg"][0])
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_grey_decode_is_the_luma_of_the_colour_decode(fmt: str) -> None:
+    data = encoded(photo(400, 300, seed=3), fmt, **({"quality": 90} if fmt == "JPEG" else {}))
+    colour, grey = decode(data).image, decode(data, grey=True).image
+    assert grey.mode == "L" and grey.size == colour.size
+    difference = np.abs(np.asarray(grey, int) - np.asarray(colour.convert("L"), int))
+    # JPEG: libjpeg's own Y plane, which skips the RGB round trip's clipping and rounding
+    assert difference.max() <= 4 and difference.mean() < 0.05
+
+
+def test_grey_decode_of_a_jpeg_with_a_foreign_profile_goes_through_colour_management() -> None:
+    red = Image.new("RGB", (16, 16), (255, 0, 0))
+    data = encoded(red, "JPEG", quality=95, icc_profile=swapped_primaries_profile())
+    # red data through swapped primaries is blue: sRGB luma of blue (~29), not of red (~76)
+    assert abs(decode(data, grey=True).image.getpixel((8, 8)) - 29) <= 3
+
+
+def test_grey_decode_keeps_draft_scaling() -> None:
+    data = jpeg(2400, 3200)
+    decoded = decode(data, fit=[get_preset("square-1024")], grey=True)
+    assert decoded.image.mode == "L" and decoded.image.size == (1200, 1600)

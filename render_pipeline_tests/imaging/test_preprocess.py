@@ -48,3 +48,10 @@ def test_reduced_jpeg_decode_gives_the_same_picture() -> None:
     drafted = decode(data, fit=[preset])
     assert drafted.scale == 0.5
     assert np.abs(preprocess(drafted, preset).astype(int) - full).mean() < 2
+
+
+def test_grey_images_stay_grey_and_pad_with_the_background_luma() -> None:
+    grey = Image.new("L", (400, 100), 10)
+    pixels = preprocess(grey, PRESETS["play-feature"], background=(255, 0, 0))  # contain: 1024x256 in 1024x500
+    assert pixels.shape == (500, 1024)
+    assert pixels[250, 512] == 10 and pixels[0, 0] == 76  # Pillow's luma of pure red

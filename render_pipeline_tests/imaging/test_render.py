@@ -30,14 +30,14 @@ REPO = Path(__file__).resolve().parents[2]
 
 # Update procedure: see golden.py (bump the style's version first).
 GOLDEN = {
-    "pop-poster/png-640x480@play-phone": {"png": "b1f9d202c73cb4f2", "pixels": "c0bdffbb26dda8fa", "preview": "0e11cb7eb941a3f8"},
-    "halftone/png-640x480@play-phone": {"png": "48fa2fe264ac4ecb", "pixels": "fe008d3e599c20f3", "preview": "b641b14f3f220679"},
-    "warhol-grid/png-640x480@play-phone": {"png": "f60540337ab88ee0", "pixels": "34f66dd22a7d2fe1", "preview": "5c5de025b067397f"},
-    "duotone/png-640x480@play-phone": {"png": "c07d120fbc54cdfa", "pixels": "7f94a603430fba79", "preview": "31d862edc64b27d5"},
-    "pop-poster/jpeg-2600x1950@play-feature": {"png": "fc69301cc47bc6bf", "pixels": "19ab6d3bb9d091b6", "preview": "16c12d1d5d60dcdd"},
-    "halftone/jpeg-2600x1950@play-feature": {"png": "92b88871bbbc71a5", "pixels": "62cebece9540a1a3", "preview": "743a2d7f6d9fbbc2"},
+    "pop-poster/png-640x480@play-phone": {"png": "8b7d58e7f4f3f2a5", "pixels": "c0bdffbb26dda8fa", "preview": "0e11cb7eb941a3f8"},
+    "halftone/png-640x480@play-phone": {"png": "b0f9d8a668e558b0", "pixels": "fe008d3e599c20f3", "preview": "b641b14f3f220679"},
+    "warhol-grid/png-640x480@play-phone": {"png": "a77cd7854983d241", "pixels": "34f66dd22a7d2fe1", "preview": "5c5de025b067397f"},
+    "duotone/png-640x480@play-phone": {"png": "3bca93cb71bd9af5", "pixels": "141b5820ea319ae1", "preview": "c412b89dca71f81f"},
+    "pop-poster/jpeg-2600x1950@play-feature": {"png": "bcab84cee2d98501", "pixels": "19ab6d3bb9d091b6", "preview": "16c12d1d5d60dcdd"},
+    "halftone/jpeg-2600x1950@play-feature": {"png": "87fc6b6a60fae51e", "pixels": "62cebece9540a1a3", "preview": "743a2d7f6d9fbbc2"},
     "warhol-grid/jpeg-2600x1950@play-feature": {"png": "bc63bfb9316eba01", "pixels": "4325cd49ba5d7781", "preview": "8e1faa43bf80a0c4"},
-    "duotone/jpeg-2600x1950@play-feature": {"png": "47c8cf09f4006b49", "pixels": "5814850460cbd039", "preview": "90435b7da7876552"},
+    "duotone/jpeg-2600x1950@play-feature": {"png": "bb388be059caa48d", "pixels": "a85b50e543a3f1bd", "preview": "5bab0040ec123422"},
 }
 
 
@@ -74,13 +74,13 @@ def test_metadata_is_complete_and_json_serialisable() -> None:
     result = render(jpeg(800, 600), "pop-poster", "square-1024", {"k": 5})
     meta = json.loads(json.dumps(result.metadata))
     assert meta["engine_version"] == ENGINE_VERSION
-    assert (meta["style"], meta["style_version"], meta["preset"]) == ("pop-poster", 1, "square-1024")
+    assert (meta["style"], meta["style_version"], meta["preset"]) == ("pop-poster", 2, "square-1024")
     assert (meta["width"], meta["height"], meta["fit"]) == (1024, 1024, "cover")
     assert meta["config"] == {**get_style("pop-poster").default_config, "k": 5}
     assert 2 <= len(meta["palette"]) <= 5 and all(len(c) == 7 and c[0] == "#" for c in meta["palette"])
     assert set(meta["timings_ms"]) == {"decode", "preprocess", "quantize", "compose", "encode", "preview"}
     assert meta["source"]["format"] == "JPEG" and meta["source"]["width"] == 800
-    assert set(meta["versions"]) == {"pillow", "numpy", "opencv"}
+    assert set(meta["versions"]) == {"pillow", "numpy", "opencv", "zlib"}
     assert len(meta["pixels_sha256"]) == 64
 
 
