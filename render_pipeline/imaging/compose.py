@@ -30,8 +30,8 @@ def pop_poster(pixels: np.ndarray, quantization: Quantization, preset: SizePrese
     labels = _smooth(quantization.labels, _px(short, config["smoothing"]))
     colours = spread(config["palette"], len(quantization.palette))
     ink = _outline(labels, quantization.palette, width=_px(short, config["outline_width"]),
-                   threshold=config["edge_threshold"])
-    return _palette_image(np.where(ink, len(colours), labels).astype(np.uint8), [*colours, INK])
+                   threshold=config["edge_threshold"], ink=len(colours))
+    return _palette_image(cv2.max(labels, ink), [*colours, INK])
 
 
 def halftone(pixels: np.ndarray, quantization: Quantization, preset: SizePreset, config: Config) -> Image.Image:
@@ -47,14 +47,15 @@ def halftone(pixels: np.ndarray, quantization: Quantization, preset: SizePreset,
     cell = max(3.0, short / config["dot_cells"])
     box = max(1, round(cell))
     tone = cv2.blur(cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY), (box, box))
-    level_tone = cv2.bitwise_or(cv2.multiply(labels.astype(np.uint16), 256), tone.astype(np.uint16))
-    threshold = np.take(_dot_thresholds(quantization.palette), level_tone)
+    # threshold[level, tone], looked up with integer coordinates (exact) by cv2.remap
+    coordinates = cv2.merge([tone.astype(np.int16), labels.astype(np.int16)])
+    threshold = cv2.remap(_dot_thresholds(quantization.palette), coordinates, None, cv2.INTER_NEAREST)
     dots = (_screen(height, width, cell, config["angle"]) < threshold).view(np.uint8)
     shaded = labels - dots  # region 0 has no darker neighbour; its threshold row is all zero
     colours = spread(config["palette"], len(quantization.palette))
     ink = _outline(labels, quantization.palette, width=_px(short, config["outline_width"]),
-                   threshold=config["edge_threshold"])
-    return _palette_image(np.where(ink, len(colours), shaded).astype(np.uint8), [*colours, INK])
+                   threshold=config["edge_threshold"], ink=len(colours))
+    return _palette_image(cv2.max(shaded, ink), [*colours, INK])
 
 
 def warhol_grid(pixels: np.ndarray, quantization: Quantization, preset: SizePreset, config: Config) -> Image.Image:
@@ -66,15 +67,15 @@ def warhol_grid(pixels: np.ndarray, quantization: Quantization, preset: SizePres
     labels = _smooth(quantization.labels, _px(min(preset.width, preset.height), config["smoothing"]))
     crop = labels[_centre_slices(labels.shape, panel_w / panel_h)]
     panel = cv2.resize(crop, (panel_w, panel_h), interpolation=cv2.INTER_NEAREST)
-    ink_mask = _outline(panel, quantization.palette, width=_px(min(panel_w, panel_h), config["outline_width"]),
-                        threshold=config["edge_threshold"])
     ink_index, gutter_index = rows * cols * k, rows * cols * k + 1
+    ink = _outline(panel, quantization.palette, width=_px(min(panel_w, panel_h), config["outline_width"]),
+                   threshold=config["edge_threshold"], ink=ink_index)
     canvas = np.full((preset.height, preset.width), gutter_index, np.uint8)
     colours: list[tuple[int, int, int]] = []
     for n in range(rows * cols):
         row, col = divmod(n, cols)
         top, left = gutter + row * (panel_h + gutter), gutter + col * (panel_w + gutter)
-        canvas[top : top + panel_h, left : left + panel_w] = np.where(ink_mask, ink_index, panel + n * k)
+        canvas[top : top + panel_h, left : left + panel_w] = cv2.max(panel + n * k, ink)
         colours += spread(config["palettes"][n % len(config["palettes"])], k)
     return _palette_image(canvas, [*colours, INK, hex_rgb(config["gutter_colour"])])
 
@@ -108,27 +109,28 @@ def _smooth(labels: np.ndarray, size: int) -> np.ndarray:
     return cv2.medianBlur(labels, size) if size >= 3 else labels
 
 
-def _outline(labels: np.ndarray, palette: np.ndarray, *, width: int, threshold: int) -> np.ndarray:
-    """Boolean mask of ``width``-px ink lines between regions whose colours differ.
+def _outline(labels: np.ndarray, palette: np.ndarray, *, width: int, threshold: int, ink: int) -> np.ndarray:
+    """``width``-px ink lines between regions whose colours differ: ``ink`` on a line, else 0.
 
     Within the line width, the darkest and lightest labels present (dilate / erode) form a
     pair; the pair is inked when some 8-bit CIELAB channel of their colours differs by at
-    least ``threshold``, so hue boundaries count as much as light/dark ones.
+    least ``threshold``, so hue boundaries count as much as light/dark ones.  ``ink`` is the
+    ink's palette index, above every label, so ``cv2.max(labels, lines)`` draws the lines.
     """
     if width < 1:
-        return np.zeros(labels.shape, bool)
+        return np.zeros(labels.shape, np.uint8)
     lab = cv2.cvtColor(palette[None], cv2.COLOR_RGB2Lab)[0].astype(int)
     far = np.abs(lab[:, None, :] - lab[None, :, :]).max(axis=2) >= max(1, threshold)
     table = np.zeros(256, np.uint8)
     high, low = np.nonzero(far)
-    table[high * 16 + low] = 1
+    table[high * 16 + low] = ink
     kernel = np.ones((max(2, width), max(2, width)), np.uint8)
     pair = cv2.addWeighted(cv2.dilate(labels, kernel), 16, cv2.erode(labels, kernel), 1, 0)
-    return cv2.LUT(pair, table).view(bool)
+    return cv2.LUT(pair, table)
 
 
 def _dot_thresholds(palette: np.ndarray) -> np.ndarray:
-    """Flat (level * 256 + tone) -> screen threshold table; row 0 (darkest) never dots."""
+    """levels x 256 (level, tone) -> screen threshold table; row 0 (darkest) never dots."""
     luma = luminance(palette) / 1000
     edges = np.concatenate([[0.0], (luma[1:] + luma[:-1]) / 2, [255.0]])
     tone = np.arange(256, dtype=float)
@@ -138,7 +140,7 @@ def _dot_thresholds(palette: np.ndarray) -> np.ndarray:
         coverage = np.clip((top - tone) / max(1e-9, top - bottom), 0, 0.9)
         # dot radius for that area on a unit cell, on the screen's 0..255 scale (255 = cell corner)
         table[level] = np.rint(np.sqrt(coverage / math.pi) / math.sqrt(0.5) * 255).clip(0, 255)
-    return table.ravel()
+    return table
 
 
 @functools.lru_cache(maxsize=4)
