@@ -4,7 +4,7 @@ No Dagster, storage or database here; the orchestration layer runs these stages 
 """
 
 from .decode import DecodedImage, DecodeLimits, ImageInfo, decode, probe
-from .encode import encode_png, make_preview, pixel_sha256
+from .encode import encode_outputs, encode_png, make_preview, pixel_sha256
 from .errors import ImageRejected
 from .preprocess import preprocess
 from .presets import DEFAULT_PRESET_IDS, PRESETS, SizePreset, get_preset
@@ -26,6 +26,7 @@ __all__ = [
     "SizePreset",
     "StyleSpec",
     "decode",
+    "encode_outputs",
     "encode_png",
     "get_preset",
     "get_style",

@@ -6,6 +6,7 @@ import hashlib
 import io
 import struct
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from PIL import Image, PngImagePlugin
@@ -15,6 +16,17 @@ PREVIEW_LONG_SIDE = 512
 PREVIEW_QUALITY = 85
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _SRGB_PERCEPTUAL = b"\x00"
+
+
+def encode_outputs(image: Image.Image) -> tuple[bytes, bytes]:
+    """``(encode_png(image), make_preview(image))``, the preview made on a second thread.
+
+    zlib and Pillow release the GIL, so on two cores the stage costs about the PNG alone.
+    The pool lives for one call: a long-lived one would hang in a forked child.
+    """
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="preview") as pool:
+        preview = pool.submit(make_preview, image)
+        return encode_png(image), preview.result()
 
 
 def encode_png(image: Image.Image) -> bytes:

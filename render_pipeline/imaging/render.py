@@ -14,7 +14,7 @@ import numpy as np
 import PIL
 
 from .decode import DecodeLimits, ImageInfo, decode
-from .encode import encode_png, make_preview, pixel_sha256
+from .encode import encode_outputs, pixel_sha256
 from .preprocess import preprocess
 from .presets import SizePreset, get_preset
 from .quantize import Quantization
@@ -55,9 +55,7 @@ def render(
     with _timed(timings, "compose"):
         image = spec.compose(pixels, quantization, size, settings)
     with _timed(timings, "encode"):
-        output = encode_png(image)
-    with _timed(timings, "preview"):
-        preview = make_preview(image)
+        output, preview = encode_outputs(image)
     metadata = render_metadata(
         spec, size, settings, info=decoded.info, quantization=quantization,
         pixels_sha256=pixel_sha256(image), timings_ms=timings,

@@ -176,9 +176,10 @@ def build_render_ops(style: imaging.StyleSpec, default_presets: list[str]) -> tu
 
         def encode(item: RenderItem) -> Encoded:
             image, quantization = item.payload
+            output_png, preview_jpeg = imaging.encode_outputs(image)
             return Encoded(
-                output_png=imaging.encode_png(image),
-                preview_jpeg=imaging.make_preview(image),
+                output_png=output_png,
+                preview_jpeg=preview_jpeg,
                 pixels_sha256=imaging.pixel_sha256(image),
                 quantization=quantization,
             )

@@ -78,7 +78,7 @@ def test_metadata_is_complete_and_json_serialisable() -> None:
     assert (meta["width"], meta["height"], meta["fit"]) == (1024, 1024, "cover")
     assert meta["config"] == {**get_style("pop-poster").default_config, "k": 5}
     assert 2 <= len(meta["palette"]) <= 5 and all(len(c) == 7 and c[0] == "#" for c in meta["palette"])
-    assert set(meta["timings_ms"]) == {"decode", "preprocess", "quantize", "compose", "encode", "preview"}
+    assert set(meta["timings_ms"]) == {"decode", "preprocess", "quantize", "compose", "encode"}
     assert meta["source"]["format"] == "JPEG" and meta["source"]["width"] == 800
     assert set(meta["versions"]) == {"pillow", "numpy", "opencv", "zlib"}
     assert len(meta["pixels_sha256"]) == 64
