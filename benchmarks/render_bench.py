@@ -5,6 +5,11 @@
 - floor: decode + preprocess + PNG encode of the fitted RGB image, with the engine's settings;
 - io:    decode + preprocess alone (what any render must pay before styling).
 
+The naive path's cost is mostly scikit-learn's k-means, whose iteration count depends on the
+picture, so ``iters`` reports it.  Besides the generated photos, the real photos in
+../shared/samples (when present) are measured too: upscaled to 12 MP with the generated
+photos' grain, so their JPEGs cost as much to decode as a camera's.
+
 Usage: PYTHONPATH=. python benchmarks/render_bench.py [--quick] [--preset iphone-6.7]
 """
 
@@ -21,13 +26,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
 from render_pipeline.imaging import STYLES, decode, encode_png, get_preset, get_style, preprocess, render
-from render_pipeline.imaging.synthetic import photo_like
+from render_pipeline.imaging.synthetic import photo_like, with_grain
 
 SIZES = {"3 MP": (2000, 1500), "12 MP": (4000, 3000), "24 MP": (6000, 4000)}
+SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
 STAGES = ("decode", "preprocess", "quantize", "compose", "encode")  # encode: PNG and preview, concurrently
 # VmHWM (peak RSS of this process image), not ru_maxrss, which Linux carries over from
 # the forking parent.
@@ -45,9 +52,30 @@ print(before, peak())
 
 
 def photo_jpeg(width: int, height: int) -> bytes:
+    return _jpeg(photo_like(width, height, seed=42))
+
+
+def sample_jpeg(path: Path, width: int, height: int) -> bytes:
+    """A real photo cover-fitted to ``width`` x ``height`` (cubic), with grain."""
+    source = np.asarray(ImageOps.fit(Image.open(path).convert("RGB"), (width // 4, height // 4)))
+    return _jpeg(with_grain(cv2.resize(source, (width, height), interpolation=cv2.INTER_CUBIC), seed=42))
+
+
+def _jpeg(pixels: np.ndarray) -> bytes:
     buffer = io.BytesIO()
-    Image.fromarray(photo_like(width, height, seed=42)).save(buffer, "JPEG", quality=90)
+    Image.fromarray(pixels).save(buffer, "JPEG", quality=90)
     return buffer.getvalue()
+
+
+def naive_iterations(data: bytes, style: str, preset_id: str) -> int:
+    """How many Lloyd iterations scikit-learn's k-means needs on this picture (naive path)."""
+    from sklearn.cluster import KMeans
+
+    preset = get_preset(preset_id)
+    image = ImageOps.fit(Image.open(io.BytesIO(data)).convert("RGB"), (preset.width, preset.height),
+                         Image.Resampling.LANCZOS)
+    pixels = np.asarray(image).reshape(-1, 3).astype(np.float64)
+    return int(KMeans(get_style(style).default_config.get("k", 4), n_init=1, random_state=0).fit(pixels).n_iter_)
 
 
 def naive(data: bytes, style: str, preset_id: str) -> bytes:
@@ -115,10 +143,14 @@ def main() -> None:
 
     print(f"preset {preset}; medians of {repeats} runs (naive: {naive_repeats}); times in ms\n")
     print("| source | style | decode | preprocess | quantize | compose | encode + preview | **total** "
-          "| naive | floor | io | naive/total | total/floor | total/io |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for label, (width, height) in sizes.items():
-        data = photo_jpeg(width, height)
+          "| naive | iters | floor | io | naive/total | total/floor | total/io |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    sources = [(f"generated {label}", lambda size=size: photo_jpeg(*size)) for label, size in sizes.items()]
+    if SAMPLES.is_dir():
+        sources += [(f"{path.stem} 12 MP", lambda path=path: sample_jpeg(path, *SIZES["12 MP"]))
+                    for path in sorted(SAMPLES.glob("*.[jp][pn]g"))]
+    for label, make in sources:
+        data = make()
         for style in STYLES:  # warm-up: a process's first renders pay for fresh memory pages
             render(data, style, preset)
         floor_ms = median_ms(lambda: floor(data, preset, encode=True), repeats)
@@ -127,11 +159,12 @@ def main() -> None:
         for style in STYLES:
             stats = style_medians(data, style, preset, repeats)
             naive_ms = median_ms(lambda: naive(data, style, preset), naive_repeats)
-            rows[style] = {**stats, "naive": naive_ms, "floor": floor_ms, "io": io_ms}
+            iterations = naive_iterations(data, style, preset)
+            rows[style] = {**stats, "naive": naive_ms, "naive_iterations": iterations, "floor": floor_ms, "io": io_ms}
             cells = " | ".join(f"{stats[s]:.0f}" for s in STAGES)
-            print(f"| {label} | {style} | {cells} | **{stats['total']:.0f}** | {naive_ms:.0f} | {floor_ms:.0f} "
-                  f"| {io_ms:.0f} | {naive_ms / stats['total']:.1f}x | {stats['total'] / floor_ms:.2f} "
-                  f"| {stats['total'] / io_ms:.2f} |", flush=True)
+            print(f"| {label} | {style} | {cells} | **{stats['total']:.0f}** | {naive_ms:.0f} | {iterations} "
+                  f"| {floor_ms:.0f} | {io_ms:.0f} | {naive_ms / stats['total']:.1f}x "
+                  f"| {stats['total'] / floor_ms:.2f} | {stats['total'] / io_ms:.2f} |", flush=True)
         report["sizes"][label] = rows  # type: ignore[index]
 
     data = photo_jpeg(*SIZES["24 MP"])

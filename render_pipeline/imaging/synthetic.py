@@ -36,6 +36,12 @@ def photo_like(width: int, height: int, *, seed: int = 0) -> np.ndarray:
         points = np.array([[rand() * width, rand() * height] for _ in range(5)], np.int32)
         colour = tuple(int(40 + rand() * 200) for _ in range(3))
         cv2.fillPoly(image, [cv2.convexHull(points)], colour, cv2.LINE_AA)
+    return with_grain(image, seed=seed)
+
+
+def with_grain(image: np.ndarray, *, seed: int = 0) -> np.ndarray:
+    """HxWx3 uint8 ``image`` plus deterministic sensor-like grain (about +-10 levels)."""
+    height, width = image.shape[:2]
     y, x = np.ogrid[0:height, 0:width]
     h = (x.astype(np.uint32) * np.uint32(73856093)) ^ (y.astype(np.uint32) * np.uint32(19349663))
     h = (h ^ np.uint32(seed * 83492791 & 0xFFFFFFFF) ^ (h >> np.uint32(13))) * np.uint32(1274126177)
