@@ -4,7 +4,7 @@ No Dagster, storage or database here; the orchestration layer runs these stages 
 """
 
 from .decode import DecodedImage, DecodeLimits, ImageInfo, decode, probe
-from .encode import encode_outputs, encode_png, make_preview, pixel_sha256
+from .encode import EncodedOutputs, encode_outputs, encode_png, make_preview, pixel_sha256
 from .errors import ImageRejected
 from .preprocess import preprocess
 from .presets import DEFAULT_PRESET_IDS, PRESETS, SizePreset, get_preset
@@ -19,6 +19,7 @@ __all__ = [
     "STYLES",
     "DecodeLimits",
     "DecodedImage",
+    "EncodedOutputs",
     "ImageInfo",
     "ImageRejected",
     "Quantization",

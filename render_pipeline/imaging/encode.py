@@ -7,6 +7,7 @@ import io
 import struct
 import zlib
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, PngImagePlugin
@@ -18,15 +19,29 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _SRGB_PERCEPTUAL = b"\x00"
 
 
-def encode_outputs(image: Image.Image) -> tuple[bytes, bytes]:
-    """``(encode_png(image), make_preview(image))``, the preview made on a second thread.
+@dataclass(frozen=True)
+class EncodedOutputs:
+    png: bytes
+    preview_jpeg: bytes
+    pixels_sha256: str
 
-    zlib and Pillow release the GIL, so on two cores the stage costs about the PNG alone.
-    The pool lives for one call: a long-lived one would hang in a forked child.
+
+def encode_outputs(image: Image.Image) -> EncodedOutputs:
+    """The output PNG, the preview JPEG and the pixel hash of a finished render.
+
+    The preview is made on a second thread while the PNG is compressed (zlib and Pillow
+    release the GIL, so on two cores the stage costs about the PNG alone), and a palette
+    image's pixels are read out once for both the PNG and the hash.  The pool lives for one
+    call: a long-lived one would hang in a forked child.
     """
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="preview") as pool:
         preview = pool.submit(make_preview, image)
-        return encode_png(image), preview.result()
+        if image.mode == "P":
+            indices, palette = np.asarray(image), image.getpalette() or []
+            png, pixels = palette_png(indices, palette), _pixel_digest(image, indices)
+        else:
+            png, pixels = encode_png(image), pixel_sha256(image)
+        return EncodedOutputs(png, preview.result(), pixels)
 
 
 def encode_png(image: Image.Image) -> bytes:
@@ -71,17 +86,27 @@ def palette_png(indices: np.ndarray, palette: list[int]) -> bytes:
 
 
 def _pack_rows(indices: np.ndarray, depth: int) -> np.ndarray:
-    """Pack ``8 // depth`` pixels per byte, leftmost pixel in the high bits (PNG order)."""
+    """Pack ``8 // depth`` pixels per byte, leftmost pixel in the high bits (PNG order).
+
+    Each group of pixels is read as one little-endian word and every pixel shifted into
+    place: a few whole-array passes instead of one strided pass per pixel slot.
+    """
     if depth == 8:
         return indices
+    if depth == 1:
+        return np.packbits(indices, axis=1)
     per_byte = 8 // depth
     height, width = indices.shape
-    padded = np.zeros((height, -(-width // per_byte) * per_byte), np.uint8)
-    padded[:, :width] = indices
-    packed = np.zeros((height, padded.shape[1] // per_byte), np.uint8)
+    if width % per_byte:
+        padded = np.zeros((height, width + per_byte - width % per_byte), np.uint8)
+        padded[:, :width] = indices
+        indices = padded
+    words = np.ascontiguousarray(indices).view("<u2" if per_byte == 2 else "<u4")
+    packed = np.zeros(words.shape, words.dtype)
     for slot in range(per_byte):
-        packed |= padded[:, slot::per_byte] << (8 - depth * (slot + 1))
-    return packed
+        shift = 8 * slot - (8 - depth * (slot + 1))  # from byte ``slot`` to its bit position
+        packed |= words >> shift if shift >= 0 else words << -shift
+    return packed.astype(np.uint8)
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
@@ -105,8 +130,12 @@ def pixel_sha256(image: Image.Image) -> str:
 
     Pins the look independently of the zlib build that shapes the PNG bytes.
     """
+    return _pixel_digest(image, image.tobytes())
+
+
+def _pixel_digest(image: Image.Image, raw: bytes | np.ndarray) -> str:
     digest = hashlib.sha256(f"{image.mode} {image.width}x{image.height}:".encode())
     if image.mode == "P":
         digest.update(bytes(image.getpalette() or []))
-    digest.update(image.tobytes())
+    digest.update(raw)
     return digest.hexdigest()

@@ -32,12 +32,12 @@ def quantize(
     *,
     k: int,
     sample_size: int = 10_000,
-    attempts: int = 3,
+    attempts: int = 2,
     seed: int = 0,
 ) -> Quantization:
     """Quantize HxWx3 uint8 RGB ``pixels`` to at most ``k`` colours, perceptually (CIELAB).
 
-    k-means (OpenCV, k-means++ seeding, ``attempts`` restarts, RNG seeded per call) runs on
+    k-means (OpenCV, k-means++ seeding, ``attempts`` runs, RNG seeded per call) runs on
     a fixed, evenly spread sample, never on every pixel; every pixel then gets the nearest
     centre through a colour-cube lookup (``nearest``).  Centres are rounded to uint8, de-duplicated and ordered by luminance,
     so the result is identical across runs, processes and thread counts.  Fewer distinct

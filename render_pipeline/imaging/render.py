@@ -14,7 +14,7 @@ import numpy as np
 import PIL
 
 from .decode import DecodeLimits, ImageInfo, decode
-from .encode import encode_outputs, pixel_sha256
+from .encode import encode_outputs
 from .preprocess import preprocess
 from .presets import SizePreset, get_preset
 from .quantize import Quantization
@@ -55,12 +55,12 @@ def render(
     with _timed(timings, "compose"):
         image = spec.compose(pixels, quantization, size, settings)
     with _timed(timings, "encode"):
-        output, preview = encode_outputs(image)
+        encoded = encode_outputs(image)
     metadata = render_metadata(
         spec, size, settings, info=decoded.info, quantization=quantization,
-        pixels_sha256=pixel_sha256(image), timings_ms=timings,
+        pixels_sha256=encoded.pixels_sha256, timings_ms=timings,
     )
-    return RenderResult(output_png=output, preview_jpeg=preview, metadata=metadata)
+    return RenderResult(output_png=encoded.png, preview_jpeg=encoded.preview_jpeg, metadata=metadata)
 
 
 def render_metadata(

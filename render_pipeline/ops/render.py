@@ -176,11 +176,11 @@ def build_render_ops(style: imaging.StyleSpec, default_presets: list[str]) -> tu
 
         def encode(item: RenderItem) -> Encoded:
             image, quantization = item.payload
-            output_png, preview_jpeg = imaging.encode_outputs(image)
+            encoded = imaging.encode_outputs(image)
             return Encoded(
-                output_png=output_png,
-                preview_jpeg=preview_jpeg,
-                pixels_sha256=imaging.pixel_sha256(image),
+                output_png=encoded.png,
+                preview_jpeg=encoded.preview_jpeg,
+                pixels_sha256=encoded.pixels_sha256,
                 quantization=quantization,
             )
 

@@ -87,7 +87,7 @@ def test_sample_indices_are_distinct_spread_and_fixed() -> None:
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
 @pytest.mark.parametrize("k", [4, 6])
 def test_quality_is_within_5_percent_of_sklearn_kmeans_in_cielab(seed: int, k: int) -> None:
-    pixels = photo_like(400, 300, seed=seed)  # 120k pixels: the 20k sample is a real subsample
+    pixels = photo_like(400, 300, seed=seed)  # 120k pixels: the 10k sample is a real subsample
     ours = quantize(pixels, k=k)
     with threadpool_limits(1):
         reference = KMeans(k, n_init=1, random_state=0).fit(pixels.reshape(-1, 3).astype(np.float64))

@@ -19,6 +19,7 @@ from render_pipeline.imaging import (
     encode_png,
     get_style,
     make_preview,
+    pixel_sha256,
     preprocess,
     render,
 )
@@ -110,3 +111,4 @@ def test_render_is_the_composition_of_the_public_stages() -> None:
     result = render(data, "warhol-grid", "ipad-13", {"rows": 3, "cols": 2})
     assert encode_png(image) == result.output_png
     assert make_preview(image) == result.preview_jpeg
+    assert pixel_sha256(image) == result.metadata["pixels_sha256"]
