@@ -47,9 +47,9 @@ def halftone(pixels: np.ndarray, quantization: Quantization, preset: SizePreset,
     cell = max(3.0, short / config["dot_cells"])
     box = max(1, round(cell))
     tone = cv2.blur(cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY), (box, box))
-    # threshold[level, tone], looked up with integer coordinates (exact) by cv2.remap
-    coordinates = cv2.merge([tone.astype(np.int16), labels.astype(np.int16)])
-    threshold = cv2.remap(_dot_thresholds(quantization.palette), coordinates, None, cv2.INTER_NEAREST)
+    # threshold[level, tone]: a 2-D lookup done by cv2.remap at integral coordinates (exact)
+    threshold = cv2.remap(_dot_thresholds(quantization.palette), tone.astype(np.float32),
+                          labels.astype(np.float32), cv2.INTER_NEAREST)
     dots = (_screen(height, width, cell, config["angle"]) < threshold).view(np.uint8)
     shaded = labels - dots  # region 0 has no darker neighbour; its threshold row is all zero
     colours = spread(config["palette"], len(quantization.palette))
