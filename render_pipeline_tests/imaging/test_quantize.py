@@ -39,7 +39,7 @@ def test_assignment_is_the_exact_nearest_centre_in_weighted_8bit_lab() -> None:
     assert np.array_equal(assign(lab, centres), distances.argmin(-1))
 
 
-def test_cube_lookup_matches_exact_assignment_except_on_boundaries() -> None:
+def test_cell_lookup_matches_exact_assignment_except_on_boundaries() -> None:
     pixels = photo_like(300, 200, seed=6)
     palette = quantize(pixels, k=6).palette
     centres = cv2.cvtColor(palette[None], cv2.COLOR_RGB2Lab)[0]

@@ -31,13 +31,13 @@ REPO = Path(__file__).resolve().parents[2]
 
 # Update procedure: see golden.py (bump the style's version first).
 GOLDEN = {
-    "pop-poster/png-640x480@play-phone": {"png": "8b7d58e7f4f3f2a5", "pixels": "c0bdffbb26dda8fa", "preview": "0e11cb7eb941a3f8"},
-    "halftone/png-640x480@play-phone": {"png": "b0f9d8a668e558b0", "pixels": "fe008d3e599c20f3", "preview": "b641b14f3f220679"},
-    "warhol-grid/png-640x480@play-phone": {"png": "a77cd7854983d241", "pixels": "34f66dd22a7d2fe1", "preview": "5c5de025b067397f"},
+    "pop-poster/png-640x480@play-phone": {"png": "2db0467ba90cb9e2", "pixels": "6ee1efc2e043ecc4", "preview": "97c4a38786fed0c5"},
+    "halftone/png-640x480@play-phone": {"png": "ce8ff9f6da14bd7f", "pixels": "16934123b917e28e", "preview": "c9c5e6429990a98c"},
+    "warhol-grid/png-640x480@play-phone": {"png": "6c3e12dbb09c8342", "pixels": "5b34046a84d01a64", "preview": "e6fa5c268adb50d4"},
     "duotone/png-640x480@play-phone": {"png": "3bca93cb71bd9af5", "pixels": "141b5820ea319ae1", "preview": "c412b89dca71f81f"},
-    "pop-poster/jpeg-2600x1950@play-feature": {"png": "bcab84cee2d98501", "pixels": "19ab6d3bb9d091b6", "preview": "16c12d1d5d60dcdd"},
-    "halftone/jpeg-2600x1950@play-feature": {"png": "87fc6b6a60fae51e", "pixels": "62cebece9540a1a3", "preview": "743a2d7f6d9fbbc2"},
-    "warhol-grid/jpeg-2600x1950@play-feature": {"png": "bc63bfb9316eba01", "pixels": "4325cd49ba5d7781", "preview": "8e1faa43bf80a0c4"},
+    "pop-poster/jpeg-2600x1950@play-feature": {"png": "5303ebceb695adfe", "pixels": "254c06bd55df02d5", "preview": "29c070b0b835ca24"},
+    "halftone/jpeg-2600x1950@play-feature": {"png": "e9694eb06902174e", "pixels": "81cd7b3105e93002", "preview": "40c3536163f34912"},
+    "warhol-grid/jpeg-2600x1950@play-feature": {"png": "e7d332ae2d767337", "pixels": "8a69606e1dbe03d3", "preview": "6eaf112b6e2227b0"},
     "duotone/jpeg-2600x1950@play-feature": {"png": "bb388be059caa48d", "pixels": "a85b50e543a3f1bd", "preview": "5bab0040ec123422"},
 }
 
