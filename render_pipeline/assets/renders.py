@@ -83,15 +83,17 @@ def build_presets_check(style: imaging.StyleSpec) -> AssetChecksDefinition:
         asset_ids = [asset_id_for(object_key_for(pk)) for pk in partition_keys]
         with database.connection() as conn:
             rows = renders_store.rows_for(conn, asset_ids, style.id)
+        stored = object_store.head_many([
+            row[column] for row in rows if row["status"] == "completed"
+            for column in ("output_minio_key", "preview_minio_key")
+        ])
         problems = []
         for row in rows:
             if row["status"] != "completed":
                 problems.append(f"{row['size_preset_id']}: {row['status']} ({row['error_message'] or 'no reason'})")
             elif (row["width"], row["height"]) != (row["preset_width"], row["preset_height"]):
                 problems.append(f"{row['size_preset_id']}: {row['width']}×{row['height']} is not the preset size")
-            elif object_store.head(row["output_minio_key"]) is None or object_store.head(
-                row["preview_minio_key"]
-            ) is None:
+            elif stored[row["output_minio_key"]] is None or stored[row["preview_minio_key"]] is None:
                 problems.append(f"{row['size_preset_id']}: output or preview object missing")
         return AssetCheckResult(
             passed=not problems,

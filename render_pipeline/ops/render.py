@@ -112,12 +112,16 @@ def build_render_ops(style: imaging.StyleSpec, default_presets: list[str]) -> tu
         with database.connection() as conn:
             uploads = uploads_store.uploads_by_partition(conn, context.partition_keys)
         sources: list[Source] = []
+        valid = {}
         for partition_key in context.partition_keys:
             upload = uploads.get(partition_key)
             if upload is None or upload.status != "valid":
                 reason = upload.error_message if upload else "not registered yet"
                 context.log.info(f"skipping {partition_key!r}: upload is not valid ({reason})")
                 continue
+            valid[object_key_for(partition_key)] = (partition_key, upload)
+        for object_key, fetched in object_store.prefetch(list(valid)):
+            partition_key, upload = valid[object_key]
             targets = [
                 RenderTarget(render_id_for(upload.id, style.id, p.id), upload.id, style.id, p.id) for p in presets
             ]
@@ -125,7 +129,7 @@ def build_render_ops(style: imaging.StyleSpec, default_presets: list[str]) -> tu
                 renders_store.start(conn, targets, run_id=context.run.run_id)
             started = time.perf_counter()
             try:
-                data = object_store.get(object_key_for(partition_key))
+                data = fetched.result()
                 if upload.sha256 and hashlib.sha256(data).hexdigest() != upload.sha256:
                     # Overwritten since validation: render only validated bytes.  The sensor
                     # sees the new ETag and requests a run that validates and renders it.
@@ -200,14 +204,22 @@ def build_render_ops(style: imaging.StyleSpec, default_presets: list[str]) -> tu
         Objects first, row second: a crash in between leaves a row that a retry completes
         and objects that the same keys overwrite — never a `completed` row without objects.
         """
+        started = time.perf_counter()
+        object_store.put_many([
+            (key, data, kind)
+            for item in items
+            for key, data, kind in zip(
+                render_object_keys(item.target.render_id),
+                (item.payload.output_png, item.payload.preview_jpeg),
+                ("image/png", "image/jpeg"),
+            )
+        ])
+        upload_ms = (time.perf_counter() - started) * 1000 / max(1, len(items))
         completed: list[tuple[RenderItem, CompletedRender]] = []
         for item in items:
             encoded: Encoded = item.payload
             output_key, preview_key = render_object_keys(item.target.render_id)
-            started = time.perf_counter()
-            object_store.put(output_key, encoded.output_png, content_type="image/png")
-            object_store.put(preview_key, encoded.preview_jpeg, content_type="image/jpeg")
-            item.timings_ms["upload"] = (time.perf_counter() - started) * 1000
+            item.timings_ms["upload"] = upload_ms
             metadata = imaging.render_metadata(
                 style, item.preset, algorithm_config, info=item.source, quantization=encoded.quantization,
                 pixels_sha256=encoded.pixels_sha256, timings_ms=item.timings_ms,

@@ -8,10 +8,13 @@ so code written against one runs unchanged against the other.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +27,7 @@ from dagster_aws.s3 import S3Resource
 from pydantic import Field, PrivateAttr
 
 S3_DELETE_BATCH = 1000  # DeleteObjects accepts at most 1 000 keys per request
+IO_THREADS = 8  # requests in flight for the batch helpers; botocore pools 10 connections
 MAX_KEY_BYTES = 1024  # S3's limit on a key's UTF-8 length
 _STAGING_DIR = ".staging"
 
@@ -115,6 +119,35 @@ class ObjectStore(ConfigurableResource, ABC):
             if page.next_cursor is None:
                 return
             cursor = page.next_cursor
+
+    # Batch helpers: a run reads, writes and checks dozens of objects, and each request waits
+    # on the network far longer than it uses the CPU, so they overlap on a few threads.
+
+    def prefetch(self, keys: Sequence[str], *, ahead: int = 4) -> Iterator[tuple[str, Future[bytes]]]:
+        """``(key, future of get(key))`` in order, with up to ``ahead`` gets in flight, so the
+        caller's work on one object overlaps fetching the next; ``future.result()`` raises
+        what ``get`` raised."""
+        with ThreadPoolExecutor(max_workers=ahead, thread_name_prefix="prefetch") as pool:
+            remaining = iter(keys)
+            pending = deque((key, pool.submit(self.get, key)) for key in itertools.islice(remaining, ahead))
+            while pending:
+                key, future = pending.popleft()
+                following = next(remaining, None)
+                if following is not None:
+                    pending.append((following, pool.submit(self.get, following)))
+                yield key, future
+
+    def put_many(self, objects: Sequence[tuple[str, bytes, str]]) -> list[ObjectInfo]:
+        """``put`` each ``(key, data, content_type)`` concurrently; the first failure is raised
+        after every request has finished."""
+        with ThreadPoolExecutor(max_workers=IO_THREADS, thread_name_prefix="put") as pool:
+            futures = [pool.submit(self.put, key, data, content_type=kind) for key, data, kind in objects]
+        return [future.result() for future in futures]
+
+    def head_many(self, keys: Sequence[str]) -> dict[str, ObjectInfo | None]:
+        """``head`` of each key, concurrently."""
+        with ThreadPoolExecutor(max_workers=IO_THREADS, thread_name_prefix="head") as pool:
+            return dict(zip(keys, pool.map(self.head, keys)))
 
 
 class LocalObjectStore(ObjectStore):

@@ -25,6 +25,32 @@ def test_put_get_head_delete_round_trip(object_store):
     object_store.delete("uploads/a1/photo.jpg")  # deleting twice is fine
 
 
+def test_batch_helpers_keep_order_and_report_missing_objects(object_store):
+    keys = [f"renders/r{i:02d}/output.png" for i in range(12)]
+    infos = object_store.put_many([(key, key.encode(), "image/png") for key in keys])
+    assert [info.key for info in infos] == keys and all(info.size == len(k) for info, k in zip(infos, keys))
+
+    wanted = [*keys[:5], "renders/missing/output.png", *keys[5:]]
+    fetched = list(object_store.prefetch(wanted, ahead=3))
+    assert [key for key, _ in fetched] == wanted
+    for key, future in fetched:
+        if "missing" in key:
+            with pytest.raises(KeyError):
+                future.result()
+        else:
+            assert future.result() == key.encode()
+
+    heads = object_store.head_many(wanted)
+    assert list(heads) == wanted
+    assert heads["renders/missing/output.png"] is None and heads[keys[0]].size == len(keys[0])
+
+
+def test_put_many_raises_after_the_other_writes_finish(object_store):
+    with pytest.raises(InvalidKey):
+        object_store.put_many([("renders/ok/a.png", b"a", "image/png"), ("../escape.png", b"b", "image/png")])
+    assert object_store.get("renders/ok/a.png") == b"a"
+
+
 def test_overwrite_changes_etag(object_store):
     first = object_store.put("uploads/a/x.png", b"one")
     second = object_store.put("uploads/a/x.png", b"two-two")
