@@ -25,7 +25,12 @@ def palette_svg(colours: Sequence[str], *, swatch: int = 28) -> str:
 def render_output_metadata(
     completed: Sequence[tuple[CompletedRender, bytes]], *, partitions: Sequence[str]
 ) -> dict[str, MetadataValue]:
-    """Metadata for one render-asset materialization (one or many upload partitions)."""
+    """Metadata for one render-asset materialization (one or many upload partitions).
+
+    Dagster copies a ranged run's metadata onto every partition in the range, so the inline
+    preview image (tens of kB) is only attached to single-upload runs: on a batch it would
+    show one upload's render on 64 partitions and bloat the event log by megabytes a run.
+    """
     metadata: dict[str, MetadataValue] = {
         "uploads": MetadataValue.int(len(partitions)),
         "renders_completed": MetadataValue.int(len(completed)),
@@ -41,12 +46,13 @@ def render_output_metadata(
     if not completed:
         return metadata
     first, preview = completed[0]
-    palette = first.render_metadata.get("palette", [])
-    metadata["preview"] = MetadataValue.md(
-        f"![preview](data:image/jpeg;base64,{base64.b64encode(preview).decode()})\n\n"
-        f"`{first.preview_key}` — {first.width}×{first.height}, {first.target.preset_id}\n\n"
-        f"![palette]({palette_svg(palette)}) {' '.join(palette)}"
-    )
+    if len(partitions) == 1:
+        palette = first.render_metadata.get("palette", [])
+        metadata["preview"] = MetadataValue.md(
+            f"![preview](data:image/jpeg;base64,{base64.b64encode(preview).decode()})\n\n"
+            f"`{first.preview_key}` — {first.width}×{first.height}, {first.target.preset_id}\n\n"
+            f"![palette]({palette_svg(palette)}) {' '.join(palette)}"
+        )
     metadata["output_key"] = MetadataValue.text(first.output_key)
     metadata["output_bytes"] = MetadataValue.int(first.output_bytes)
     stages = first.render_metadata.get("timings_ms", {}).keys()
