@@ -148,13 +148,33 @@ def part_b(stack: Stack, uploads: int, presets: tuple[str, ...], workers: int) -
                     break
                 time.sleep(1)
         dagster_seconds = time.perf_counter() - started
+        finished_at = time.time()
     finally:
         daemon.terminate()
         daemon.wait(60)
+    _print_run_timeline(home, daemon_env, finished_at - dagster_seconds)
     print(f"\n(b) burst: {uploads} uploads × {len(styles)} styles × {len(presets)} preset(s) = {expected} renders")
     print(f"    engine alone, {workers} processes     {engine_seconds:7.1f} s  {expected / engine_seconds:6.1f} renders/s")
     print(f"    S3 → sensor → daemon → runs       {dagster_seconds:7.1f} s  {done / dagster_seconds:6.1f} renders/s"
           f"  ({engine_seconds / dagster_seconds:.0%} of engine-only; includes sensor interval and run start-up)")
+
+
+def _print_run_timeline(home: Path, env: dict[str, str], t0: float) -> None:
+    """Where the burst's wall time went: each run's queue wait, start-up and execution."""
+    from dagster import DagsterInstance
+
+    os.environ["DAGSTER_PG_URL"] = env["DAGSTER_PG_URL"]
+    with DagsterInstance.from_config(str(home)) as instance:
+        records = sorted(instance.get_run_records(), key=lambda r: r.create_timestamp.timestamp())
+        print("    runs (seconds after the first put): created  started  ended  job  partitions")
+        for record in records:
+            run, created = record.dagster_run, record.create_timestamp.timestamp() - t0
+            started = (record.start_time or t0) - t0
+            ended = (record.end_time or t0) - t0
+            span = run.tags.get("dagster/asset_partition_range_start", run.tags.get("dagster/partition", "-"))
+            steps = len(instance.get_records_for_run(run.run_id, limit=100000).records)
+            print(f"      {created:6.1f} {started:7.1f} {ended:7.1f}  {run.job_name:<22} {span[:24]:<24} "
+                  f"{steps} events  {run.status.value}")
 
 
 def part_c(stack: Stack, sizes: list[int]) -> None:
