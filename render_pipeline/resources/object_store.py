@@ -14,7 +14,7 @@ import tempfile
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -138,10 +138,14 @@ class ObjectStore(ConfigurableResource, ABC):
                 yield key, future
 
     def put_many(self, objects: Sequence[tuple[str, bytes, str]]) -> list[ObjectInfo]:
-        """``put`` each ``(key, data, content_type)`` concurrently; the first failure is raised
-        after every request has finished."""
+        """``put`` each ``(key, data, content_type)`` concurrently.  After the first failure no
+        new write starts (a failing store is not flooded); it is raised once the writes in
+        flight have finished."""
         with ThreadPoolExecutor(max_workers=IO_THREADS, thread_name_prefix="put") as pool:
             futures = [pool.submit(self.put, key, data, content_type=kind) for key, data, kind in objects]
+            wait(futures, return_when=FIRST_EXCEPTION)
+            for future in futures:
+                future.cancel()  # only those not started yet
         return [future.result() for future in futures]
 
     def head_many(self, keys: Sequence[str]) -> dict[str, ObjectInfo | None]:

@@ -7,7 +7,7 @@ import pytest
 from dagster import DagsterEventType
 
 from render_pipeline.cli import main as cli_main
-from render_pipeline.keys import asset_id_for
+from render_pipeline.keys import asset_id_for, render_id_for, render_object_keys
 from render_pipeline_tests.orchestration_helpers import definitions_for, jpeg_bytes, png_bytes
 from render_pipeline_tests.reliability.fault_proxy import Rule
 from render_pipeline_tests.reliability.harness import Pipeline, audit, list_keys, requeue
@@ -31,6 +31,7 @@ def test_transient_s3_errors_are_retried_and_converge_to_one_row(s3_env, proxy, 
     boto.put_object(Bucket=s3_bucket, Key="uploads/a/one.jpg", Body=jpeg_bytes(64, 48, seed=1))
     boto.put_object(Bucket=s3_bucket, Key="uploads/b/two.png", Body=png_bytes(64, 48, seed=2))
     pipeline = Pipeline(defs, instance)
+    first_output_key, _ = render_object_keys(render_id_for(asset_id_for("uploads/a/one.jpg"), STYLES[0], PRESETS[0]))
 
     # The listing fails through all of botocore's attempts: the tick fails loudly, keeps its
     # cursor, and the next tick (fault gone) finds both uploads.
@@ -46,8 +47,9 @@ def test_transient_s3_errors_are_retried_and_converge_to_one_row(s3_env, proxy, 
         proxy.add(action="reset", ops=("get",), key_prefix="uploads/b/", times=2),
         # the first render PUT reaches the server but the answer never comes (read timeout).
         proxy.add(action="stall", ops=("put",), key_prefix="renders/", nth=1, stall_seconds=4, forward_first=True),
-        # then 4 × 500 on render PUTs: one PUT call exhausts botocore, the upload step retries.
-        proxy.add(ops=("put",), key_prefix="renders/", status=500, code="InternalError", times=4),
+        # then 4 × 500 on one render's PUT (renders are written concurrently, so the faults
+        # are aimed at one key): that call exhausts botocore, the upload step retries.
+        proxy.add(ops=("put",), key_prefix=first_output_key, status=500, code="InternalError", times=4),
     ]
     requests = pipeline.tick()
     assert len(requests) == 1
@@ -80,7 +82,7 @@ def test_permanent_s3_failure_is_explained_and_requeue_completes_it(
     [outcome] = pipeline.launch(pipeline.tick())
     assert not outcome.success
     assert _retried_steps(outcome).count("renders__duotone.duotone_upload") == 4  # STORAGE_RETRY
-    assert outage.fired == 5 * 3  # 5 step attempts × botocore's 3 attempts
+    assert outage.fired == 5 * 2 * 3  # 5 step attempts × 2 objects written concurrently × botocore's 3 attempts
 
     with database.connection() as conn:
         [row] = conn.execute("SELECT * FROM renders").fetchall()
