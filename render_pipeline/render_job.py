@@ -6,6 +6,7 @@ from dagster import AssetKey, AssetSelection, define_asset_job, in_process_execu
 
 # Render runs pass images between ops in memory, so a run retry must re-execute every step.
 RENDER_RUN_TAGS = {"render_pipeline/kind": "render", "dagster/retry_strategy": "ALL_STEPS"}
+PARTITION_TAG = "dagster/partition"
 PARTITION_RANGE_START_TAG = "dagster/asset_partition_range_start"
 PARTITION_RANGE_END_TAG = "dagster/asset_partition_range_end"
 

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from dagster import (
     AddDynamicPartitionsRequest,
     AssetKey,
+    DagsterInstance,
+    DagsterRun,
     DagsterRunStatus,
     DefaultSensorStatus,
     RunFailureSensorContext,
@@ -34,6 +36,7 @@ from render_pipeline.partitions import uploads_partitions
 from render_pipeline.render_job import (
     PARTITION_RANGE_END_TAG,
     PARTITION_RANGE_START_TAG,
+    PARTITION_TAG,
     RENDER_RUN_TAGS,
     render_uploads_job,
 )
@@ -270,9 +273,28 @@ def _fail_rows_of_run(context: RunStatusSensorContext, database: PostgresResourc
         else:
             if context.failure_event.message:
                 reason = f"{what}: {context.failure_event.message.strip().splitlines()[0]}"
+    partitions = _partitions_of(run, context.instance)
+    retry_note = f"; requested again within {uploads_store.REREQUEST_AFTER_SECONDS // 60} minutes"
     with database.connection() as conn:
         count = renders_store.fail_unfinished_for_run(conn, run.run_id, f"{reason} (run {run.run_id})"[:2000])
-    context.log.info(f"marked {count} render(s) of run {run.run_id} failed")
+        unvalidated = uploads_store.note_run_failed(
+            conn, partitions, f"{reason} (run {run.run_id}){retry_note}"[:2000]
+        )
+    context.log.info(f"marked {count} render(s) of run {run.run_id} failed; "
+                     f"{unvalidated} upload(s) left unvalidated now say why")
+
+
+def _partitions_of(run: DagsterRun, instance: DagsterInstance) -> list[str]:
+    """The upload partitions a run was asked for (one, or a range in the partition order)."""
+    if PARTITION_TAG in run.tags:
+        return [run.tags[PARTITION_TAG]]
+    start, end = run.tags.get(PARTITION_RANGE_START_TAG), run.tags.get(PARTITION_RANGE_END_TAG)
+    if start is None or end is None:
+        return []
+    keys = instance.get_dynamic_partitions(uploads_partitions.name)
+    if start not in keys or end not in keys:
+        return []
+    return keys[keys.index(start) : keys.index(end) + 1]
 
 
 @run_failure_sensor(

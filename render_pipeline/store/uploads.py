@@ -91,6 +91,24 @@ def mark_requested(conn: psycopg.Connection, sightings: Sequence[UploadSighting]
     return {row["id"] for row in rows}
 
 
+def note_run_failed(conn: psycopg.Connection, partition_keys: Sequence[str], reason: str) -> int:
+    """Uploads of a failed run that are still `registered` (never validated) say why.
+
+    They stay `registered`, since the file may be fine: the sensor requests them again after
+    REREQUEST_AFTER_SECONDS, and that claim clears the note.
+    """
+    if not partition_keys:
+        return 0
+    cursor = conn.execute(
+        """
+        UPDATE assets SET error_code = 'run_failed', error_message = %s, updated_at = now()
+        WHERE partition_key = ANY(%s) AND status = 'registered'
+        """,
+        (reason, list(partition_keys)),
+    )
+    return cursor.rowcount
+
+
 def record_invalid_key(conn: psycopg.Connection, *, asset_id: uuid.UUID, object_key: str, etag: str,
                        reason: str) -> None:
     """An object whose key cannot become a partition: recorded `invalid`, never rendered."""

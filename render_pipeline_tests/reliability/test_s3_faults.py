@@ -108,6 +108,36 @@ def test_permanent_s3_failure_is_explained_and_requeue_completes_it(
     assert not pipeline.requeue_tick()
 
 
+def test_an_upload_whose_validation_run_failed_says_why_until_it_is_requested_again(
+    s3_env, proxy, boto, s3_bucket, database, instance
+):
+    defs = definitions_for(s3_env, presets=PRESETS)
+    boto.put_object(Bucket=s3_bucket, Key="uploads/v/photo.jpg", Body=jpeg_bytes(64, 48, seed=9))
+    boto.put_object(Bucket=s3_bucket, Key="uploads/w/photo.jpg", Body=jpeg_bytes(64, 48, seed=10))
+    pipeline = Pipeline(defs, instance)
+
+    outage = proxy.add(ops=("head", "get"), key_prefix="uploads/", status=503, code="ServiceUnavailable")
+    [outcome] = pipeline.launch(pipeline.tick())  # both uploads in one ranged run
+    assert not outcome.success
+    with database.connection() as conn:
+        rows = conn.execute("SELECT status, error_code, error_message FROM assets ORDER BY object_key").fetchall()
+    assert [(r["status"], r["error_code"]) for r in rows] == [("registered", "run_failed")] * 2
+    assert all("step uploads" in r["error_message"] and "503" in r["error_message"] for r in rows), rows
+    assert all(outcome.run_id in r["error_message"] for r in rows)
+    assert "requested again within 10 minutes" in rows[0]["error_message"]
+
+    # The outage ends; once the claim expires the sensor requests them again and the note goes.
+    proxy.remove(outage)
+    with database.connection() as conn:
+        conn.execute("UPDATE assets SET requested_at = requested_at - interval '11 minutes'")
+    pipeline.cursor = None
+    retried = pipeline.launch(pipeline.tick())
+    assert retried and all(outcome.success for outcome in retried)
+    with database.connection() as conn:
+        rows = conn.execute("SELECT status, error_code, error_message FROM assets").fetchall()
+    assert [(r["status"], r["error_code"], r["error_message"]) for r in rows] == [("valid", None, None)] * 2
+
+
 def test_permanent_failure_of_the_source_object_is_explained(s3_env, proxy, boto, s3_bucket, database, instance):
     """The decode step cannot read the upload (AccessDenied); the preview-only outage leaves
     an output.png behind that the requeued render overwrites under the same key."""
