@@ -28,6 +28,7 @@ def _rgb565_cell_middles() -> np.ndarray:
 
 _CELLS_LAB = cv2.cvtColor(_rgb565_cell_middles(), cv2.COLOR_RGB2Lab)  # cell middles in 8-bit Lab
 
+
 @dataclass(frozen=True)
 class Quantization:
     """``labels`` (HxW uint8) index ``palette`` (Kx3 uint8 RGB, sorted dark to light by luminance)."""
