@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
+
 from dagster import AssetKey, AssetSelection, define_asset_job, in_process_executor
 
 # Render runs pass images between ops in memory, so a run retry must re-execute every step.
@@ -9,6 +11,20 @@ RENDER_RUN_TAGS = {"render_pipeline/kind": "render", "dagster/retry_strategy": "
 PARTITION_TAG = "dagster/partition"
 PARTITION_RANGE_START_TAG = "dagster/asset_partition_range_start"
 PARTITION_RANGE_END_TAG = "dagster/asset_partition_range_end"
+
+
+def partition_keys_of(tags: Mapping[str, str], ordered_keys: Callable[[], Sequence[str]]) -> list[str]:
+    """The upload partitions a run covers: its one partition, or its range in partition order
+    (``ordered_keys`` returns every key in that order; it is called only for a range)."""
+    if PARTITION_TAG in tags:
+        return [tags[PARTITION_TAG]]
+    start, end = tags.get(PARTITION_RANGE_START_TAG), tags.get(PARTITION_RANGE_END_TAG)
+    if start is None or end is None:
+        return []
+    keys = list(ordered_keys())
+    if start not in keys or end not in keys:
+        return []
+    return keys[keys.index(start) : keys.index(end) + 1]
 
 render_uploads_job = define_asset_job(
     name="render_uploads",

@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from dagster import (
     AddDynamicPartitionsRequest,
     AssetKey,
-    DagsterInstance,
-    DagsterRun,
     DagsterRunStatus,
     DefaultSensorStatus,
     RunFailureSensorContext,
@@ -36,8 +34,8 @@ from render_pipeline.partitions import uploads_partitions
 from render_pipeline.render_job import (
     PARTITION_RANGE_END_TAG,
     PARTITION_RANGE_START_TAG,
-    PARTITION_TAG,
     RENDER_RUN_TAGS,
+    partition_keys_of,
     render_uploads_job,
 )
 from render_pipeline.keys import (
@@ -273,7 +271,9 @@ def _fail_rows_of_run(context: RunStatusSensorContext, database: PostgresResourc
         else:
             if context.failure_event.message:
                 reason = f"{what}: {context.failure_event.message.strip().splitlines()[0]}"
-    partitions = _partitions_of(run, context.instance)
+    partitions = partition_keys_of(
+        run.tags, lambda: context.instance.get_dynamic_partitions(uploads_partitions.name)
+    )
     retry_note = f"; requested again within {uploads_store.REREQUEST_AFTER_SECONDS // 60} minutes"
     with database.connection() as conn:
         count = renders_store.fail_unfinished_for_run(conn, run.run_id, f"{reason} (run {run.run_id})"[:2000])
@@ -282,19 +282,6 @@ def _fail_rows_of_run(context: RunStatusSensorContext, database: PostgresResourc
         )
     context.log.info(f"marked {count} render(s) of run {run.run_id} failed; "
                      f"{unvalidated} upload(s) left unvalidated now say why")
-
-
-def _partitions_of(run: DagsterRun, instance: DagsterInstance) -> list[str]:
-    """The upload partitions a run was asked for (one, or a range in the partition order)."""
-    if PARTITION_TAG in run.tags:
-        return [run.tags[PARTITION_TAG]]
-    start, end = run.tags.get(PARTITION_RANGE_START_TAG), run.tags.get(PARTITION_RANGE_END_TAG)
-    if start is None or end is None:
-        return []
-    keys = instance.get_dynamic_partitions(uploads_partitions.name)
-    if start not in keys or end not in keys:
-        return []
-    return keys[keys.index(start) : keys.index(end) + 1]
 
 
 @run_failure_sensor(

@@ -6,6 +6,7 @@ procedure works in bounded batches, commits per batch and can be re-run at any t
 killed half way is finished by the next one.
 """
 
+import functools
 import uuid
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -36,7 +37,7 @@ from render_pipeline.keys import (
     storable_key,
 )
 from render_pipeline.partitions import uploads_partitions
-from render_pipeline.render_job import PARTITION_RANGE_END_TAG, PARTITION_RANGE_START_TAG
+from render_pipeline.render_job import partition_keys_of
 from render_pipeline.resources.database import PostgresResource
 from render_pipeline.resources.object_store import S3_DELETE_BATCH, ObjectInfo, ObjectStore
 from render_pipeline.store import maintenance as store
@@ -483,18 +484,8 @@ def _reap_run(instance, run_id, limit, config, report, log) -> str | None:
 def _partitions_in_flight(instance: DagsterInstance) -> set[str]:
     """Upload partitions covered by a render run that is queued or running."""
     runs = instance.get_runs(RunsFilter(statuses=list(ALIVE_RUN_STATUSES), tags=RENDER_KIND), limit=MAX_IN_FLIGHT_RUNS)
-    covered: set[str] = set()
-    order: list[str] | None = None
-    for run in runs:
-        if "dagster/partition" in run.tags:
-            covered.add(run.tags["dagster/partition"])
-        elif PARTITION_RANGE_START_TAG in run.tags:
-            if order is None:
-                order = list(instance.get_dynamic_partitions(uploads_partitions.name))
-            start, end = run.tags[PARTITION_RANGE_START_TAG], run.tags.get(PARTITION_RANGE_END_TAG)
-            if start in order and end in order:
-                covered.update(order[order.index(start) : order.index(end) + 1])
-    return covered
+    ordered_keys = functools.cache(lambda: tuple(instance.get_dynamic_partitions(uploads_partitions.name)))
+    return {key for run in runs for key in partition_keys_of(run.tags, ordered_keys)}
 
 
 # ---- Dagster history retention ---------------------------------------------------------------
