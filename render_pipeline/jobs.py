@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dagster import AssetKey, define_asset_job, in_process_executor, job
 
+from render_pipeline.maintenance.common import MAINTENANCE_KIND
 from render_pipeline.ops.maintenance import (
-    MAINTENANCE_KIND,
     dagster_history_retention,
     orphan_reconciliation,
     retention_cleanup,

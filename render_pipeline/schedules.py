@@ -22,7 +22,7 @@ from render_pipeline.jobs import (
     stale_render_reaper_job,
     storage_usage_job,
 )
-from render_pipeline.ops.maintenance import ALIVE_RUN_STATUSES
+from render_pipeline.maintenance.common import ALIVE_RUN_STATUSES
 
 
 def _maintenance_schedule(job, cron: str, name: str):

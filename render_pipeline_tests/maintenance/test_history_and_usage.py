@@ -16,7 +16,8 @@ from dagster._core.test_utils import create_run_for_test
 
 from render_pipeline.assets.storage_usage import storage_usage
 from render_pipeline.jobs import MAINTENANCE_JOBS, dagster_history_retention_job
-from render_pipeline.ops.maintenance import MAINTENANCE_KIND, RENDER_KIND, prune_dagster_history
+from render_pipeline.maintenance.common import MAINTENANCE_KIND, RENDER_KIND
+from render_pipeline.maintenance.history import prune_dagster_history
 from render_pipeline.schedules import SCHEDULES, stale_render_reaper_schedule
 from render_pipeline_tests.maintenance.scenario import STYLES, insert_asset, insert_render, put_all
 

@@ -10,7 +10,8 @@ from dagster import DagsterRunStatus
 from dagster._core.test_utils import create_run_for_test
 
 from render_pipeline.jobs import stale_render_reaper_job
-from render_pipeline.ops.maintenance import RENDER_KIND, ReaperConfig, reap_stale_renders
+from render_pipeline.maintenance.common import RENDER_KIND
+from render_pipeline.maintenance.reaper import ReaperConfig, reap_stale_renders
 from render_pipeline_tests.maintenance.scenario import STYLES, insert_asset, insert_render, snapshot
 
 LOG = logging.getLogger("test")

@@ -15,7 +15,7 @@ from pydantic import PrivateAttr
 
 from render_pipeline.jobs import retention_cleanup_job
 from render_pipeline.keys import render_object_keys
-from render_pipeline.ops.maintenance import RetentionConfig, run_retention
+from render_pipeline.maintenance.retention import RetentionConfig, run_retention
 from render_pipeline.resources.object_store import DeleteResult, LocalObjectStore, S3ObjectStore
 from render_pipeline_tests.conftest import make_s3_store
 from render_pipeline_tests.maintenance.scenario import (

@@ -16,7 +16,6 @@ import struct
 import time
 import zlib
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 
 import pytest
 from dagster_shared.serdes import serialize_value
@@ -25,7 +24,7 @@ from render_pipeline import sensors
 from render_pipeline.resources.object_store import LocalObjectStore
 from render_pipeline_tests.orchestration_helpers import definitions_for, jpeg_bytes, png_bytes
 from render_pipeline_tests.reliability import worker
-from render_pipeline_tests.reliability.harness import Pipeline, audit, boto_client, list_keys
+from render_pipeline_tests.reliability.harness import Pipeline, audit, list_keys
 
 pytestmark = pytest.mark.reliability
 

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-from pathlib import Path
 
 import pytest
 
 from render_pipeline.keys import RENDERS_PREFIX, asset_id_for, render_object_keys, storable_key
 from render_pipeline_tests.orchestration_helpers import definitions_for, jpeg_bytes, png_bytes
-from render_pipeline_tests.reliability.harness import Pipeline, audit, boto_client, list_keys
+from render_pipeline_tests.reliability.harness import Pipeline, audit, list_keys
 
 pytestmark = pytest.mark.reliability
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from render_pipeline.ops.maintenance import ReaperConfig, reap_stale_renders
+from render_pipeline.maintenance.reaper import ReaperConfig, reap_stale_renders
 from render_pipeline.resources.database import PostgresResource
 from render_pipeline.resources.embedded_postgres import embedded_server, ensure_database, stop_embedded_server
 from render_pipeline.store import migrations

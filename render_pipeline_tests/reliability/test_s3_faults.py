@@ -9,7 +9,6 @@ from dagster import DagsterEventType
 from render_pipeline.cli import main as cli_main
 from render_pipeline.keys import asset_id_for, render_id_for, render_object_keys
 from render_pipeline_tests.orchestration_helpers import definitions_for, jpeg_bytes, png_bytes
-from render_pipeline_tests.reliability.fault_proxy import Rule
 from render_pipeline_tests.reliability.harness import Pipeline, audit, list_keys, requeue
 
 pytestmark = pytest.mark.reliability

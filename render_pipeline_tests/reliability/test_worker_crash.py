@@ -25,7 +25,7 @@ from dagster import DagsterEventType, DagsterRunStatus, RunRequest, instance_for
 from dagster._daemon.monitoring.concurrency import execute_concurrency_slots_iteration
 from dagster_shared.serdes import serialize_value
 
-from render_pipeline.ops.maintenance import ReaperConfig, reap_stale_renders
+from render_pipeline.maintenance.reaper import ReaperConfig, reap_stale_renders
 from render_pipeline.ops.render import RENDER_POOL
 from render_pipeline_tests.orchestration_helpers import definitions_for, jpeg_bytes
 from render_pipeline_tests.reliability.fault_proxy import wait_until
