@@ -172,9 +172,9 @@ def _print_run_timeline(home: Path, env: dict[str, str], t0: float) -> None:
             started = (record.start_time or t0) - t0
             ended = (record.end_time or t0) - t0
             span = run.tags.get("dagster/asset_partition_range_start", run.tags.get("dagster/partition", "-"))
-            steps = len(instance.get_records_for_run(run.run_id, limit=100000).records)
+            events = len(instance.get_records_for_run(run.run_id, limit=100000).records)
             print(f"      {created:6.1f} {started:7.1f} {ended:7.1f}  {run.job_name:<22} {span[:24]:<24} "
-                  f"{steps} events  {run.status.value}")
+                  f"{events} events  {run.status.value}")
 
 
 def part_c(stack: Stack, sizes: list[int]) -> None:

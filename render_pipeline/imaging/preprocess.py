@@ -37,10 +37,15 @@ def preprocess(
     if (out_w, out_h) == (preset.width, preset.height):
         return np.ascontiguousarray(pixels)
     canvas = np.empty((preset.height, preset.width, *pixels.shape[2:]), np.uint8)
-    canvas[:] = background if pixels.ndim == 3 else Image.new("RGB", (1, 1), background).convert("L").getpixel((0, 0))
+    canvas[:] = background if pixels.ndim == 3 else _luma(background)
     top, left = (preset.height - out_h) // 2, (preset.width - out_w) // 2
     canvas[top : top + out_h, left : left + out_w] = pixels
     return canvas
+
+
+def _luma(colour: RGB) -> int:
+    """``colour``'s grey value, as Pillow converts RGB to ``L`` (the grey decode path)."""
+    return Image.new("RGB", (1, 1), colour).convert("L").getpixel((0, 0))
 
 
 def _centre_box(size: tuple[int, int], crop: tuple[float, float]) -> tuple[int, int, int, int]:
