@@ -3,19 +3,20 @@
 No Dagster, storage or database here; the orchestration layer runs these stages as ops.
 """
 
-from .decode import DecodedImage, DecodeLimits, ImageInfo, decode, probe
+from .decode import DecodedImage, DecodeLimits, ImageInfo, decode, decode_for_presets, draft_groups, draft_scale, probe, read_info
 from .encode import EncodedOutputs, encode_outputs, encode_png, make_preview, pixel_sha256
 from .errors import ImageRejected
 from .preprocess import preprocess
 from .presets import DEFAULT_PRESET_IDS, PRESETS, SizePreset, get_preset
 from .quantize import Quantization
-from .render import ENGINE_VERSION, RenderResult, render, render_metadata
+from .render import ENGINE_VERSION, STAGES, RenderResult, drawn_palette, render, render_metadata, render_presets
 from .styles import STYLES, StyleSpec, get_style
 
 __all__ = [
     "DEFAULT_PRESET_IDS",
     "ENGINE_VERSION",
     "PRESETS",
+    "STAGES",
     "STYLES",
     "DecodeLimits",
     "DecodedImage",
@@ -27,6 +28,10 @@ __all__ = [
     "SizePreset",
     "StyleSpec",
     "decode",
+    "decode_for_presets",
+    "draft_groups",
+    "draft_scale",
+    "drawn_palette",
     "encode_outputs",
     "encode_png",
     "get_preset",
@@ -35,6 +40,8 @@ __all__ = [
     "pixel_sha256",
     "preprocess",
     "probe",
+    "read_info",
     "render",
     "render_metadata",
+    "render_presets",
 ]

@@ -154,7 +154,13 @@ def _screen(height: int, width: int, cell: float, angle: float) -> np.ndarray:
     v = y * cos - x * sin
     u -= np.rint(u)
     v -= np.rint(v)
-    distance = cv2.magnitude(u, v) * np.float32(255 / math.sqrt(0.5))
+    # not cv2.magnitude: IPP's kernel gives CPU- and even alignment-dependent last bits;
+    # numpy's float32 multiply, add and sqrt are each correctly rounded on every CPU
+    u *= u
+    v *= v
+    u += v
+    distance = np.sqrt(u, out=u)
+    distance *= np.float32(255 / math.sqrt(0.5))
     screen = np.minimum(distance, 255).astype(np.uint8)
     screen.setflags(write=False)
     return screen

@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -110,18 +110,17 @@ def decode(
     data: bytes,
     *,
     limits: DecodeLimits = DecodeLimits(),
-    fit: Sequence[SizePreset] = (),
+    fit: SizePreset | None = None,
     background: RGB = WHITE,
     grey: bool = False,
 ) -> DecodedImage:
     """Decode the first frame to RGB sRGB: EXIF-oriented, ICC-converted, alpha flattened.
 
-    ``fit`` lists the presets the image will be preprocessed for; a JPEG is then decoded at
-    the smallest DCT scale (1/2, 1/4, 1/8) that still fills every one of them, which is
-    several times cheaper than a full decode.  ``grey`` asks for sRGB luma (mode ``L``)
-    instead: a colour JPEG without a non-sRGB profile then decodes its luma plane only,
-    skipping the chroma work (about a quarter of the decode).  The long side is capped at
-    8000 px.
+    ``fit`` is the preset the image will be preprocessed for; a JPEG is then decoded at the
+    DCT scale ``draft_scale`` picks for that preset, several times cheaper than a full
+    decode.  ``grey`` asks for sRGB luma (mode ``L``) instead: a colour JPEG without a
+    non-sRGB profile then decodes its luma plane only, skipping the chroma work (about a
+    quarter of the decode).  The long side is capped at 8000 px.
     """
     image = _open(data, limits)
     info = _info(image, len(data))
@@ -136,6 +135,51 @@ def decode(
     if info.orientation in _ORIENT:
         image = image.transpose(_ORIENT[info.orientation])
     return DecodedImage(image=image, info=info)
+
+
+def decode_for_presets(
+    data: bytes,
+    presets: Sequence[SizePreset],
+    *,
+    limits: DecodeLimits = DecodeLimits(),
+    background: RGB = WHITE,
+    grey: bool = False,
+) -> Iterator[tuple[DecodedImage, tuple[SizePreset, ...]]]:
+    """One source rendered at several presets: decode once per distinct draft scale.
+
+    Yields each decoded image with the presets it serves, one image at a time.  Each
+    preset's image is exactly ``decode(data, fit=preset)``, so a render's pixels never
+    depend on which other presets, styles or uploads share its decode.
+    """
+    for group in draft_groups(read_info(data, limits=limits), presets).values():
+        yield decode(data, limits=limits, fit=group[0], background=background, grey=grey), group
+
+
+def read_info(data: bytes, *, limits: DecodeLimits = DecodeLimits()) -> ImageInfo:
+    """What the header says (format, oriented size, profile), with the limits applied; no
+    pixel data is decoded."""
+    return _info(_open(data, limits), len(data))
+
+
+def draft_groups(info: ImageInfo, presets: Sequence[SizePreset]) -> dict[int, tuple[SizePreset, ...]]:
+    """``presets`` (deduplicated, in order) grouped by ``draft_scale``: one decode per group."""
+    groups: dict[int, list[SizePreset]] = {}
+    for preset in dict.fromkeys(presets):
+        groups.setdefault(draft_scale(info, preset), []).append(preset)
+    return {scale: tuple(group) for scale, group in groups.items()}
+
+
+def draft_scale(info: ImageInfo, preset: SizePreset) -> int:
+    """The JPEG DCT reduction (1, 2, 4 or 8) a render of ``preset`` decodes ``info``'s source
+    at: the largest that still covers the preset (and the 8000 px cap).  It depends on the
+    source and this one preset alone.  Other formats always decode at full size (1)."""
+    if info.format != "JPEG":
+        return 1
+    need = min(1.0, preset.scale_for(info.width, info.height), MAX_LONG_SIDE / max(info.width, info.height))
+    if need > 0.5:
+        return 1
+    fits = min(info.width // math.ceil(info.width * need), info.height // math.ceil(info.height * need))
+    return max(d for d in (1, 2, 4, 8) if d <= fits)
 
 
 def _open(data: bytes, limits: DecodeLimits) -> Image.Image:
@@ -221,20 +265,14 @@ def _orientation(image: Image.Image) -> int:
     return value if value in _ORIENT else 1
 
 
-def _draft(image: Image.Image, info: ImageInfo, fit: Sequence[SizePreset], grey: bool) -> None:
-    """Ask libjpeg for less: a reduced DCT scale that still covers every preset (and the
-    cap), and only the luma plane when that is all the caller needs and it is sRGB luma."""
+def _draft(image: Image.Image, info: ImageInfo, fit: SizePreset | None, grey: bool) -> None:
+    """Ask libjpeg for less: the preset's reduced DCT scale, and only the luma plane when
+    that is all the caller needs and it is sRGB luma."""
     srgb = info.icc_profile is None or info.icc_profile.lower().startswith("srgb")
     mode = "L" if grey and image.mode == "RGB" and srgb else image.mode
-    size = None
-    if fit:
-        need = min(
-            1.0,
-            max(p.scale_for(info.width, info.height) for p in fit),
-            MAX_LONG_SIDE / max(info.width, info.height),
-        )
-        if need <= 0.5:
-            size = (math.ceil(image.width * need), math.ceil(image.height * need))
+    scale = draft_scale(info, fit) if fit is not None else 1
+    # Pillow picks the largest DCT scale whose image is at least the requested size.
+    size = (max(1, image.width // scale), max(1, image.height // scale)) if scale > 1 else None
     if mode != image.mode or size:
         image.draft(mode, size)
 

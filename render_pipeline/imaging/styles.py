@@ -154,7 +154,7 @@ _ALL = (
         id="pop-poster",
         name="Pop poster",
         description="k-means posterization mapped by luminance onto a bold pop palette, with black ink outlines.",
-        version=2,
+        version=3,
         params=MappingProxyType({
             "k": Param(6, integer(2, 8)),
             "palette": Param(["#1b1340", "#c2185b", "#ff5722", "#00b8d4", "#ffd600", "#fff8e1"], colours(2, 16)),
@@ -167,7 +167,7 @@ _ALL = (
         id="halftone",
         name="Halftone",
         description="Ben-Day dots on a screen angle over flat posterized colour, with ink outlines.",
-        version=2,
+        version=3,
         params=MappingProxyType({
             "k": Param(5, integer(2, 8)),
             "palette": Param(["#14142b", "#1565c0", "#e53935", "#ffd54f", "#fffdf5"], colours(2, 16)),
@@ -182,7 +182,7 @@ _ALL = (
         id="warhol-grid",
         name="Warhol grid",
         description="A grid of the posterized image, each panel in a different pop palette.",
-        version=2,
+        version=3,
         params=MappingProxyType({
             "rows": Param(2, integer(1, 4)),
             "cols": Param(2, integer(1, 4)),
@@ -208,7 +208,7 @@ _ALL = (
         id="duotone",
         name="Duotone",
         description="Luminance mapped between two colours, with optional posterize steps.",
-        version=2,
+        version=3,
         params=MappingProxyType({
             "dark": Param("#1e0a5e", colour),
             "light": Param("#ff4d8d", colour),

@@ -17,7 +17,7 @@ from render_pipeline.keys import (
     storable_key,
 )
 from render_pipeline.maintenance.common import LIST_PAGE_SIZE, in_range, render_keys
-from render_pipeline.partitions import uploads_partitions
+from render_pipeline.render.partitions import uploads_partitions
 from render_pipeline.resources.database import PostgresResource
 from render_pipeline.resources.object_store import ObjectInfo, ObjectStore
 from render_pipeline.store import maintenance as store

@@ -10,8 +10,8 @@ from dagster import Config, DagsterInstance, RunsFilter
 from pydantic import field_validator
 
 from render_pipeline.maintenance.common import ALIVE_RUN_STATUSES, FINISHED_RUN_STATUSES, RENDER_KIND, in_range
-from render_pipeline.partitions import uploads_partitions
-from render_pipeline.render_job import partition_keys_of
+from render_pipeline.render.job import partition_keys_of
+from render_pipeline.render.partitions import uploads_partitions
 from render_pipeline.resources.database import PostgresResource
 from render_pipeline.store import maintenance as store
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -22,6 +23,7 @@ class UploadSighting:
     partition_key: str
     etag: str
     size: int
+    claimed_at: datetime | None = None  # set once this sensor evaluation has claimed it
 
 
 @dataclass(frozen=True)
@@ -57,8 +59,10 @@ def versions_needing_runs(conn: psycopg.Connection, versions: Sequence[tuple[str
     return {pair for pair in versions if pair not in settled}
 
 
-def mark_requested(conn: psycopg.Connection, sightings: Sequence[UploadSighting]) -> set[uuid.UUID]:
-    """Claim these object versions for a run (status `registered`); returns the asset ids claimed.
+def mark_requested(conn: psycopg.Connection, sightings: Sequence[UploadSighting]) -> dict[uuid.UUID, datetime]:
+    """Claim these object versions for a run (status `registered`); returns the asset ids
+    claimed, each with its claim's time (a request again after REREQUEST_AFTER_SECONDS is a
+    new claim, so it gets a run key of its own).
 
     A version is claimed only if it still needs a run (the same rule as versions_needing_runs),
     decided row by row under PostgreSQL's row lock in one statement: when two sensor
@@ -66,7 +70,7 @@ def mark_requested(conn: psycopg.Connection, sightings: Sequence[UploadSighting]
     it is requested by exactly one run.
     """
     if not sightings:
-        return set()
+        return {}
     rows = conn.execute(
         """
         INSERT INTO assets AS a (id, partition_key, object_key, filename, etag, status, requested_at)
@@ -80,7 +84,7 @@ def mark_requested(conn: psycopg.Connection, sightings: Sequence[UploadSighting]
         WHERE a.etag IS DISTINCT FROM EXCLUDED.etag
            OR NOT (a.status IN ('valid', 'invalid')  -- requested_at is NULL for rows others registered
                    OR coalesce(a.requested_at > now() - make_interval(secs => %s), false))
-        RETURNING id
+        RETURNING id, requested_at
         """,
         (
             [s.asset_id for s in sightings], [s.partition_key for s in sightings],
@@ -88,7 +92,7 @@ def mark_requested(conn: psycopg.Connection, sightings: Sequence[UploadSighting]
             [s.etag for s in sightings], REREQUEST_AFTER_SECONDS,
         ),
     ).fetchall()
-    return {row["id"] for row in rows}
+    return {row["id"]: row["requested_at"] for row in rows}
 
 
 def note_run_failed(conn: psycopg.Connection, partition_keys: Sequence[str], reason: str) -> int:

@@ -20,7 +20,10 @@ def test_prepare_on_embedded_defaults(tmp_path):
         dagster_url = env["DAGSTER_PG_URL"]
         assert dagster_url.startswith("postgresql+psycopg2://") and "/dagster?" in dagster_url
         instance_config = yaml.safe_load((tmp_path / "home" / "dagster_home" / "dagster.yaml").read_text())
-        assert instance_config["storage"]["postgres"]["postgres_url"] == {"env": "DAGSTER_PG_URL"}
+        storage = instance_config["storage"]["custom"]
+        assert (storage["module"], storage["class"]) == ("render_pipeline.dagster_storage", "PooledPostgresStorage")
+        assert storage["config"]["postgres_url"] == {"env": "DAGSTER_PG_URL"}
+        assert env["DAGSTER_EVENT_BATCH_SIZE"] == "64"  # batched event writes in every process up starts
         assert instance_config["run_coordinator"]["class"] == "QueuedRunCoordinator"
         assert (tmp_path / "home" / "objects").is_dir()
 

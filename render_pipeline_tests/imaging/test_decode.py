@@ -8,7 +8,17 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from render_pipeline.imaging import DecodeLimits, ImageRejected, decode, get_preset, probe, render
+from render_pipeline.imaging import (
+    DecodeLimits,
+    ImageRejected,
+    decode,
+    decode_for_presets,
+    draft_scale,
+    get_preset,
+    probe,
+    read_info,
+    render,
+)
 
 from .inputs import (
     animated,
@@ -108,13 +118,28 @@ def test_exif_orientation_is_applied(orientation: int) -> None:
     assert np.abs(np.asarray(decoded.image, int) - np.asarray(expected.convert("RGB"), int)).max() <= 2
 
 
-def test_jpeg_draft_decoding_keeps_enough_pixels_for_every_preset() -> None:
+def test_jpeg_draft_decoding_keeps_enough_pixels_for_its_preset() -> None:
     data = jpeg(2400, 3200)
-    presets = [get_preset("square-1024"), get_preset("play-feature")]
-    decoded = decode(data, fit=presets)
-    assert decoded.image.size == (1200, 1600)  # 1/2 scale still covers 1024x1024
-    assert all(p.scale_for(*decoded.image.size) <= 1 for p in presets)
-    assert decode(data, fit=[get_preset("iphone-6.9")]).image.size == (2400, 3200)
+    for preset_id, size in (("square-1024", (1200, 1600)), ("play-feature", (600, 800))):
+        decoded = decode(data, fit=get_preset(preset_id))
+        assert decoded.image.size == size  # the smallest DCT scale that still covers the preset
+        assert get_preset(preset_id).scale_for(*decoded.image.size) <= 1
+    assert decode(data, fit=get_preset("iphone-6.9")).image.size == (2400, 3200)
+
+
+def test_presets_decode_once_per_draft_scale_and_each_as_if_alone() -> None:
+    data = jpeg(4000, 3000)
+    presets = [get_preset(p) for p in ("iphone-6.9", "square-1024", "play-phone", "play-feature")]
+    groups = list(decode_for_presets(data, presets))
+    assert [[p.id for p in group] for _, group in groups] == [["iphone-6.9", "play-phone"], ["square-1024"], ["play-feature"]]
+    for decoded, group in groups:
+        for preset in group:
+            alone = decode(data, fit=preset)
+            assert alone.image.size == decoded.image.size
+            assert alone.image.tobytes() == decoded.image.tobytes()
+    # The rule depends on the preset alone: adding presets never changes another's decode.
+    info = read_info(data)
+    assert draft_scale(info, get_preset("square-1024")) == 2 and draft_scale(info, get_preset("iphone-6.9")) == 1
 
 
 def test_9000x6000_photo_is_capped_at_8000_and_renders() -> None:
@@ -203,5 +228,5 @@ def test_grey_decode_of_a_jpeg_with_a_foreign_profile_goes_through_colour_manage
 
 def test_grey_decode_keeps_draft_scaling() -> None:
     data = jpeg(2400, 3200)
-    decoded = decode(data, fit=[get_preset("square-1024")], grey=True)
+    decoded = decode(data, fit=get_preset("square-1024"), grey=True)
     assert decoded.image.mode == "L" and decoded.image.size == (1200, 1600)

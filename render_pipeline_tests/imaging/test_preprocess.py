@@ -45,7 +45,7 @@ def test_reduced_jpeg_decode_gives_the_same_picture() -> None:
     data = encoded(_quadrants(3000, 4000), "JPEG", quality=95)
     preset = PRESETS["square-1024"]
     full = preprocess(decode(data), preset).astype(int)
-    drafted = decode(data, fit=[preset])
+    drafted = decode(data, fit=preset)
     assert drafted.scale == 0.5
     assert np.abs(preprocess(drafted, preset).astype(int) - full).mean() < 2
 

@@ -14,6 +14,7 @@ from PIL import Image
 
 from render_pipeline.imaging import (
     ENGINE_VERSION,
+    STAGES,
     PRESETS,
     decode,
     encode_png,
@@ -31,14 +32,14 @@ REPO = Path(__file__).resolve().parents[2]
 
 # Update procedure: see golden.py (bump the style's version first).
 GOLDEN = {
-    "pop-poster/png-640x480@play-phone": {"png": "2db0467ba90cb9e2", "pixels": "6ee1efc2e043ecc4", "preview": "97c4a38786fed0c5"},
-    "halftone/png-640x480@play-phone": {"png": "ce8ff9f6da14bd7f", "pixels": "16934123b917e28e", "preview": "c9c5e6429990a98c"},
-    "warhol-grid/png-640x480@play-phone": {"png": "6c3e12dbb09c8342", "pixels": "5b34046a84d01a64", "preview": "e6fa5c268adb50d4"},
-    "duotone/png-640x480@play-phone": {"png": "3bca93cb71bd9af5", "pixels": "141b5820ea319ae1", "preview": "c412b89dca71f81f"},
-    "pop-poster/jpeg-2600x1950@play-feature": {"png": "5303ebceb695adfe", "pixels": "254c06bd55df02d5", "preview": "29c070b0b835ca24"},
-    "halftone/jpeg-2600x1950@play-feature": {"png": "e9694eb06902174e", "pixels": "81cd7b3105e93002", "preview": "40c3536163f34912"},
-    "warhol-grid/jpeg-2600x1950@play-feature": {"png": "e7d332ae2d767337", "pixels": "8a69606e1dbe03d3", "preview": "6eaf112b6e2227b0"},
-    "duotone/jpeg-2600x1950@play-feature": {"png": "bb388be059caa48d", "pixels": "a85b50e543a3f1bd", "preview": "5bab0040ec123422"},
+    "pop-poster/png-640x480@play-phone": {"png": "9839d0e5c88b0a36", "pixels": "1ae113826662bbab", "preview": "af3922d442aec8f7"},
+    "halftone/png-640x480@play-phone": {"png": "adf9c923901d1863", "pixels": "80c58d660b0de911", "preview": "788b0b5ff1273048"},
+    "warhol-grid/png-640x480@play-phone": {"png": "b4a9767e2d6da65b", "pixels": "5c2228046387ec52", "preview": "43d6567ebf5e9485"},
+    "duotone/png-640x480@play-phone": {"png": "79b2ec4b23c4fb1e", "pixels": "ee880fa6bf10c862", "preview": "ff8e2f1dd22f6f7f"},
+    "pop-poster/jpeg-2600x1950@play-feature": {"png": "72677abd2fdb86c4", "pixels": "0c06dfe11f246ba6", "preview": "5169dfaa8ff19d4b"},
+    "halftone/jpeg-2600x1950@play-feature": {"png": "77a16a3a5c24641f", "pixels": "47ef9f7b44855e6e", "preview": "6cee624f5683e4b5"},
+    "warhol-grid/jpeg-2600x1950@play-feature": {"png": "1d00cacd53196646", "pixels": "55e5c574ccda6080", "preview": "db19252a0c4339c9"},
+    "duotone/jpeg-2600x1950@play-feature": {"png": "ca0d39a10efa9d61", "pixels": "6e0287f9e858847b", "preview": "b9c552bca5f0fba9"},
 }
 
 
@@ -75,11 +76,13 @@ def test_metadata_is_complete_and_json_serialisable() -> None:
     result = render(jpeg(800, 600), "pop-poster", "square-1024", {"k": 5})
     meta = json.loads(json.dumps(result.metadata))
     assert meta["engine_version"] == ENGINE_VERSION
-    assert (meta["style"], meta["style_version"], meta["preset"]) == ("pop-poster", 2, "square-1024")
+    assert (meta["style"], meta["style_version"], meta["preset"]) == ("pop-poster", 3, "square-1024")
     assert (meta["width"], meta["height"], meta["fit"]) == (1024, 1024, "cover")
     assert meta["config"] == {**get_style("pop-poster").default_config, "k": 5}
-    assert 2 <= len(meta["palette"]) <= 5 and all(len(c) == 7 and c[0] == "#" for c in meta["palette"])
-    assert set(meta["timings_ms"]) == {"decode", "preprocess", "quantize", "compose", "encode"}
+    # the colours drawn: up to k poster colours, then the ink
+    assert 3 <= len(meta["palette"]) <= 6 and meta["palette"][-1] == "#0c0c10"
+    assert all(len(c) == 7 and c[0] == "#" for c in meta["palette"])
+    assert tuple(meta["timings_ms"]) == STAGES
     assert meta["source"]["format"] == "JPEG" and meta["source"]["width"] == 800
     assert set(meta["versions"]) == {"pillow", "numpy", "opencv", "zlib"}
     assert len(meta["pixels_sha256"]) == 64
@@ -105,7 +108,7 @@ def test_preview_is_a_512px_jpeg_without_metadata() -> None:
 def test_render_is_the_composition_of_the_public_stages() -> None:
     data, spec, preset = jpeg(1200, 900), get_style("warhol-grid"), PRESETS["ipad-13"]
     config = spec.validate_config({"rows": 3, "cols": 2})
-    decoded = decode(data, fit=[preset])
+    decoded = decode(data, fit=preset)
     pixels = preprocess(decoded, preset)
     image = spec.compose(pixels, spec.quantize(pixels, config), preset, config)
     result = render(data, "warhol-grid", "ipad-13", {"rows": 3, "cols": 2})

@@ -19,7 +19,7 @@ from psycopg import sql
 from render_pipeline.resources.embedded_postgres import dagster_storage_url
 from render_pipeline_tests.conftest import S3_ACCESS_KEY, S3_SECRET_KEY
 from render_pipeline_tests.reliability.fault_proxy import FaultProxy
-from render_pipeline_tests.reliability.harness import boto_client
+from render_pipeline_tests.reliability.harness import boto_client, project_storage
 
 # Short client timeouts so a stalled request fails in seconds, not the production 30 s.
 CLIENT_TIMEOUTS = {"MINIO_CONNECT_TIMEOUT": "2", "MINIO_READ_TIMEOUT": "2", "MINIO_MAX_ATTEMPTS": "3"}
@@ -95,5 +95,5 @@ def pg_dagster_home(pg_admin_url, tmp_path) -> Iterator[tuple[str, str]]:
 def pg_instance(pg_dagster_home):
     """A DagsterInstance with run, event-log and schedule storage in PostgreSQL."""
     home, url = pg_dagster_home
-    with instance_for_test(overrides={"storage": {"postgres": {"postgres_url": url}}}, temp_dir=home) as inst:
+    with instance_for_test(overrides=project_storage(url), temp_dir=home) as inst:
         yield inst

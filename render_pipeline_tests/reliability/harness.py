@@ -230,3 +230,9 @@ def audit(database: PostgresResource, objects: dict[str, str], *, styles: Sequen
         unfinished=unfinished,
         duplicates=duplicates,
     )
+
+
+def project_storage(postgres_url: str) -> dict:
+    """Instance overrides naming the project's own Dagster storage, as dagster.yaml does."""
+    return {"storage": {"custom": {"module": "render_pipeline.dagster_storage", "class": "PooledPostgresStorage",
+                                   "config": {"postgres_url": postgres_url}}}}

@@ -20,7 +20,7 @@ from concurrent.futures import ProcessPoolExecutor
 import pytest
 from dagster_shared.serdes import serialize_value
 
-from render_pipeline import sensors
+from render_pipeline.render import sensors
 from render_pipeline.resources.object_store import LocalObjectStore
 from render_pipeline_tests.orchestration_helpers import definitions_for, jpeg_bytes, png_bytes
 from render_pipeline_tests.reliability import worker

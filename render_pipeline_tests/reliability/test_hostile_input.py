@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections import Counter
 
 import pytest
 
-from render_pipeline.keys import RENDERS_PREFIX, asset_id_for, render_object_keys, storable_key
+from render_pipeline.keys import RENDERS_PREFIX, asset_id_for, render_id_for, render_object_keys, storable_key
 from render_pipeline_tests.orchestration_helpers import definitions_for, jpeg_bytes, png_bytes
-from render_pipeline_tests.reliability.harness import Pipeline, audit, list_keys
+from render_pipeline_tests.reliability.harness import Pipeline, audit, list_keys, requeue
 
 pytestmark = pytest.mark.reliability
 
@@ -92,6 +93,8 @@ def test_hostile_keys_and_objects_on_s3(s3_env, boto, s3_bucket, database, insta
 
 
 def test_objects_vanishing_or_changing_mid_run(s3_env, proxy, boto, s3_bucket, database, instance):
+    """A run renders exactly the bytes it validated (read once); a run that has to read the
+    object again (a requeue) renders only if it is still that version."""
     defs = definitions_for(s3_env, presets=PRESETS)
     pipeline = Pipeline(defs, instance)
     boto.put_object(Bucket=s3_bucket, Key="uploads/gone-early/p.jpg", Body=IMAGE)
@@ -99,38 +102,57 @@ def test_objects_vanishing_or_changing_mid_run(s3_env, proxy, boto, s3_bucket, d
     boto.put_object(Bucket=s3_bucket, Key="uploads/changed/p.jpg", Body=IMAGE)
     new_bytes = jpeg_bytes(80, 60, seed=22)
 
-    # Between validation (1st GET) and decode (2nd GET): one object is deleted, one overwritten.
-    proxy.add(action="pass", ops=("get",), key_prefix="uploads/gone-late/", nth=2,
+    def first_render_put(key: str) -> str:
+        return render_object_keys(render_id_for(asset_id_for(key), STYLES[0], PRESETS[0]))[0]
+
+    # After validation, as each render is written: one object is deleted, one overwritten.
+    proxy.add(action="pass", ops=("put",), key_prefix=first_render_put("uploads/gone-late/p.jpg"), nth=1,
               before=lambda _r: boto.delete_object(Bucket=s3_bucket, Key="uploads/gone-late/p.jpg"))
-    proxy.add(action="pass", ops=("get",), key_prefix="uploads/changed/", nth=2,
+    proxy.add(action="pass", ops=("put",), key_prefix=first_render_put("uploads/changed/p.jpg"), nth=1,
               before=lambda _r: boto.put_object(Bucket=s3_bucket, Key="uploads/changed/p.jpg", Body=new_bytes))
     requests = pipeline.tick()
     # Between listing and the run: deleted.
     boto.delete_object(Bucket=s3_bucket, Key="uploads/gone-early/p.jpg")
     assert all(o.success for o in pipeline.launch(requests))
+    reads = Counter(entry.request.key for entry in proxy.requests(op="get", key_prefix="uploads/"))
+    assert set(reads.values()) == {1}, reads  # each upload fetched once, for every style
 
     assets = _assets(database)
     assert assets["uploads/gone-early/p.jpg"]["status"] == "invalid"
     assert assets["uploads/gone-early/p.jpg"]["error_code"] == "missing"
-    with database.connection() as conn:
-        renders = {r["asset_id"]: r for r in conn.execute("SELECT * FROM renders").fetchall()}
-    late = renders[asset_id_for("uploads/gone-late/p.jpg")]
-    assert late["status"] == "failed" and "no longer exists" in late["error_message"]
-    first = renders[asset_id_for("uploads/changed/p.jpg")]
-    assert first["status"] == "failed" and "changed" in first["error_message"], first["error_message"]
+    late = _render_row(database, "uploads/gone-late/p.jpg")
+    assert late["status"] == "completed"  # the validated bytes, though the object went
+    first = _render_row(database, "uploads/changed/p.jpg")
+    assert first["status"] == "completed" and first["render_metadata"]["source"]["width"] == 64
 
     # The next cycle sees the new version of `changed` and renders exactly it.
     outcomes = pipeline.drain()
     assert len(outcomes) == 1 and outcomes[0].success
     assets = _assets(database)
     assert assets["uploads/changed/p.jpg"]["sha256"] == hashlib.sha256(new_bytes).hexdigest()
-    with database.connection() as conn:
-        row = conn.execute("SELECT * FROM renders WHERE asset_id = %s",
-                           (asset_id_for("uploads/changed/p.jpg"),)).fetchone()
+    row = _render_row(database, "uploads/changed/p.jpg")
     assert row["status"] == "completed"
     assert (row["render_metadata"]["source"]["width"], row["render_metadata"]["source"]["height"]) == (80, 60)
+
+    # A requeue reads the objects again: the deleted one is refused with its reason, and one
+    # overwritten since its validation is not rendered from the wrong bytes.
+    boto.put_object(Bucket=s3_bucket, Key="uploads/changed/p.jpg", Body=IMAGE)
+    assert requeue(database, "status = 'completed'") == 2
+    assert all(o.success for o in pipeline.launch(pipeline.requeue_tick()))
+    late = _render_row(database, "uploads/gone-late/p.jpg")
+    assert late["status"] == "failed" and "decode: the upload object no longer exists" in late["error_message"]
+    changed = _render_row(database, "uploads/changed/p.jpg")
+    assert changed["status"] == "failed" and "changed after it was validated" in changed["error_message"]
+    pipeline.drain()  # the sensor validates and renders the version now in the bucket
     result = audit(database, list_keys(boto, s3_bucket, ""), styles=STYLES, presets=PRESETS)
-    assert not result.problems, result.problems
+    # gone-late's earlier render objects outlive its failed row: orphan reconciliation's case.
+    assert result.orphans == sorted(render_object_keys(late["id"])) and result.problems.keys() == {"orphans"}
+    assert _render_row(database, "uploads/changed/p.jpg")["status"] == "completed"
+
+
+def _render_row(database, object_key: str) -> dict:
+    with database.connection() as conn:
+        return conn.execute("SELECT * FROM renders WHERE asset_id = %s", (asset_id_for(object_key),)).fetchone()
 
 
 def test_hostile_files_in_the_local_store_never_escape_its_root(database, database_url, tmp_path, instance,

@@ -96,21 +96,21 @@ def test_short_outage_and_killed_connections_during_a_run_are_ridden_out(
         boto.put_object(Bucket=s3_bucket, Key=f"uploads/{name}/p.jpg", Body=jpeg_bytes(64, 48, seed=ord(name)))
     restarted = threading.Event()
 
-    def outage(_request) -> None:  # while decode waits on S3, with renders `started`
+    def outage(_request) -> None:  # while the upload step writes, with renders `started`
         own_pg.stop()
         threading.Timer(3.0, lambda: (own_pg.start(), restarted.set())).start()
 
     killed: list[int] = []
-    # The decode step's first source GET (validation read each source once before).
-    proxy.add(action="pass", ops=("get",), key_prefix="uploads/", nth=4, before=outage)
+    # The first render PUT: the upload step then marks its rows with PostgreSQL down.
+    proxy.add(action="pass", ops=("put",), key_prefix="renders/", nth=1, before=outage)
     # Later, every backend is killed (pg_terminate_backend) while the upload step writes.
-    proxy.add(action="pass", ops=("put",), key_prefix="renders/", nth=3,
+    proxy.add(action="pass", ops=("put",), key_prefix="renders/", nth=5,
               before=lambda _r: killed.append(own_pg.terminate_connections()))
 
     pipeline = Pipeline(defs, instance)
-    [outcome] = pipeline.launch(pipeline.tick())
+    outcomes = pipeline.launch(pipeline.tick())
     assert restarted.wait(30)
-    assert outcome.success
+    assert outcomes and all(outcome.success for outcome in outcomes)
     assert killed and killed[0] >= 1
     result = _audit(app_db, boto, s3_bucket)
     assert not result.problems and result.renders == {"completed": 3}, result.summary()

@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from render_pipeline import sensors
+from render_pipeline.render import sensors
 from render_pipeline_tests.orchestration_helpers import definitions_for, jpeg_bytes, tick
 from render_pipeline_tests.reliability.fault_proxy import wait_until
 from render_pipeline_tests.reliability.harness import Pipeline, audit, list_keys

@@ -21,15 +21,16 @@ import time
 from types import SimpleNamespace
 
 import pytest
-from dagster import DagsterEventType, DagsterRunStatus, RunRequest, instance_for_test
+from dagster import AssetKey, DagsterEventType, DagsterRunStatus, RunRequest, instance_for_test
 from dagster._daemon.monitoring.concurrency import execute_concurrency_slots_iteration
 from dagster_shared.serdes import serialize_value
 
 from render_pipeline.maintenance.reaper import ReaperConfig, reap_stale_renders
-from render_pipeline.ops.render import RENDER_POOL
-from render_pipeline_tests.orchestration_helpers import definitions_for, jpeg_bytes
+from render_pipeline.render.job import RENDER_RUN_TAGS
+from render_pipeline.run_policies import RENDER_POOL
+from render_pipeline_tests.orchestration_helpers import definitions_for, execute, jpeg_bytes
 from render_pipeline_tests.reliability.fault_proxy import wait_until
-from render_pipeline_tests.reliability.harness import Pipeline, audit, list_keys, requeue
+from render_pipeline_tests.reliability.harness import Pipeline, audit, list_keys, project_storage, requeue
 
 pytestmark = pytest.mark.reliability
 
@@ -50,7 +51,7 @@ def patient_s3_env(s3_env, monkeypatch) -> dict[str, str]:
 def limited_instance(pg_dagster_home):
     home, url = pg_dagster_home
     overrides = {
-        "storage": {"postgres": {"postgres_url": url}},
+        **project_storage(url),
         "concurrency": {"pools": {"default_limit": POOL_LIMIT}},
         "run_monitoring": {"enabled": True, "free_slots_after_run_end_seconds": 1},
     }
@@ -108,8 +109,7 @@ def test_killed_worker_is_reaped_its_slot_freed_and_its_renders_requeued(
     instance = limited_instance
     defs = definitions_for(patient_s3_env, presets=PRESETS)
     pipeline = Pipeline(defs, instance)
-    for name in ("a1", "a2"):
-        boto.put_object(Bucket=s3_bucket, Key=f"uploads/{name}/p.jpg", Body=jpeg_bytes(64, 48, seed=len(name) + ord(name[1])))
+    boto.put_object(Bucket=s3_bucket, Key="uploads/a1/p.jpg", Body=jpeg_bytes(64, 48, seed=51))
     [request_a] = pipeline.tick()
 
     # A's render PUTs after the first hang (its first output.png is written): A is mid-render.
@@ -123,7 +123,7 @@ def test_killed_worker_is_reaped_its_slot_freed_and_its_renders_requeued(
         run_a = _run_of(instance, request_a)
         with database.connection() as conn:
             statuses = [r["status"] for r in conn.execute("SELECT status FROM renders").fetchall()]
-        assert statuses == ["started", "started"], statuses
+        assert statuses == ["started"], statuses
 
         boto.put_object(Bucket=s3_bucket, Key="uploads/b1/p.jpg", Body=jpeg_bytes(64, 48, seed=99))
         os.kill(worker_a.pid, signal.SIGKILL)
@@ -140,7 +140,7 @@ def test_killed_worker_is_reaped_its_slot_freed_and_its_renders_requeued(
     with database.connection() as conn:
         conn.execute("UPDATE renders SET started_at = started_at - interval '2 hours'")
     report = reap_stale_renders(database, instance, ReaperConfig(started_limit_minutes=60), logging.getLogger("reaper"))
-    assert report.runs_canceled == 1 and report.started_failed == 2, report
+    assert report.runs_canceled == 1 and report.started_failed == 1, report
     assert instance.get_run_by_id(run_a.run_id).status == DagsterRunStatus.CANCELED
     with database.connection() as conn:
         rows = conn.execute("SELECT status, error_message FROM renders").fetchall()
@@ -152,7 +152,7 @@ def test_killed_worker_is_reaped_its_slot_freed_and_its_renders_requeued(
     assert outcomes and all(o.success for o in outcomes)
     result = audit(database, list_keys(boto, s3_bucket, ""), styles=("duotone",), presets=PRESETS)
     assert not result.problems, result.problems
-    assert result.renders == {"completed": 3} and result.render_objects == 6
+    assert result.renders == {"completed": 2} and result.render_objects == 4
 
 
 def test_render_pool_limit_holds_and_a_crashed_runs_slot_is_freed(
@@ -162,19 +162,23 @@ def test_render_pool_limit_holds_and_a_crashed_runs_slot_is_freed(
     defs = definitions_for(patient_s3_env, presets=PRESETS)
     pipeline = Pipeline(defs, instance)
     requests = []
-    for name in ("c1", "c2", "c3"):  # one run each
+    for name in ("c1", "c2", "c3"):
         boto.put_object(Bucket=s3_bucket, Key=f"uploads/{name}/p.jpg", Body=jpeg_bytes(64, 48, seed=ord(name[1])))
-        requests += pipeline.tick()
-    assert len(requests) == 3
+        # Validated here; the workers then render only, as a requeue does, so their decode
+        # fetches the object (a full run decodes the bytes its validation kept) and a held GET
+        # holds a run inside its pool step.
+        [validate] = pipeline.tick()
+        assert execute(defs, instance, validate.with_replaced_attrs(asset_selection=[AssetKey("uploads")])).success
+        requests.append(RunRequest(run_key=f"render-{name}", partition_key=f"{name}/p.jpg",
+                                   asset_selection=[AssetKey(["renders", "duotone"])], tags=RENDER_RUN_TAGS))
 
     hold_a = threading.Event()
-    # Decode GETs (each source's 2nd GET): A's hangs while it holds the slot; others are slowed
-    # by 1 s so that, without the limit, their pool ops would certainly overlap.
+    # Decode GETs (each source's 2nd GET, after validation's): A's hangs while it holds the
+    # slot; others are slowed by 1 s so that, without the limit, their pool ops would overlap.
     # (every later GET of A's source hangs, so botocore's retries after its read timeout do too)
-    a_in_decode = proxy.add(action="pass", ops=("get",), key_prefix="uploads/c1/", skip=1,
-                            before=lambda _r: hold_a.wait(80))
+    a_in_decode = proxy.add(action="pass", ops=("get",), key_prefix="uploads/c1/", before=lambda _r: hold_a.wait(80))
     for name in ("c2", "c3"):
-        proxy.add(action="pass", ops=("get",), key_prefix=f"uploads/{name}/", nth=2, before=lambda _r: time.sleep(1))
+        proxy.add(action="pass", ops=("get",), key_prefix=f"uploads/{name}/", nth=1, before=lambda _r: time.sleep(1))
 
     def decode_gets(name: str) -> int:
         return len(proxy.requests(op="get", key_prefix=f"uploads/{name}/"))
@@ -184,9 +188,9 @@ def test_render_pool_limit_holds_and_a_crashed_runs_slot_is_freed(
         wait_until(lambda: a_in_decode.fired, timeout=120, what="run A to hold the slot in decode")
         workers["b"] = _spawn(tmp_path, requests[1], "b")
         workers["c"] = _spawn(tmp_path, requests[2], "c")
-        # B and C validate their uploads (no pool), then wait for the slot A holds.
-        wait_until(lambda: decode_gets("c2") >= 1 and decode_gets("c3") >= 1, timeout=120,
-                   what="runs B and C to validate")
+        # B and C start, then wait for the slot A holds.
+        wait_until(lambda: all((run := _run_of(instance, r)) and run.status == DagsterRunStatus.STARTED
+                               for r in requests[1:]), timeout=120, what="runs B and C to start")
         time.sleep(3)
         info = instance.event_log_storage.get_concurrency_info(RENDER_POOL)
         assert decode_gets("c2") == 1 and decode_gets("c3") == 1, (

@@ -1,131 +1,98 @@
 """`uploads`: one dynamic partition per object under `uploads/{asset_id}/{filename}`.
 
 Materializing a partition validates the object without rendering it and records the result in
-`assets`.  A bad upload is a *successful* materialization with status `invalid` and a reason
-(plus a failed check), so the reason shows in the UI and in SQL and no render is attempted.
+`assets`.  Each partition's materialization shows its own result (format, dimensions, sha256,
+or why it was refused) and its own `upload_is_valid` evaluation, which fails for a bad
+upload; nothing is rendered for it.  The validated bytes are kept in the run's scratch
+directory, so every style renders exactly them without fetching the object again.
 """
-
 
 import hashlib
 from collections.abc import Sequence
 
 from dagster import (
-    AssetCheckResult,
-    AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
     AssetsDefinition,
     BackfillPolicy,
     MaterializeResult,
-    MetadataValue,
+    Output,
     asset,
 )
 
 from render_pipeline import imaging
-from render_pipeline.assets.renders import MAX_UPLOADS_PER_RUN, render_asset_key
 from render_pipeline.keys import asset_id_for, object_key_for, render_id_for
-from render_pipeline.partitions import uploads_partitions
-from render_pipeline.metadata import markdown_cell
-from render_pipeline.ops.render import STORAGE_RETRY
+from render_pipeline.render.assets import MAX_UPLOADS_PER_RUN
+from render_pipeline.render.events import UPLOADS_KEY, VALID_CHECK, check_evaluations, render_asset_key, upload_check
+from render_pipeline.render.metadata import upload_materialization_metadata
+from render_pipeline.render.partitions import uploads_partitions
+from render_pipeline.render.scratch import RenderScratch
 from render_pipeline.resources.database import PostgresResource
 from render_pipeline.resources.object_store import InvalidKey, ObjectStore
+from render_pipeline.run_policies import STORAGE_RETRY
 from render_pipeline.store import renders as renders_store
 from render_pipeline.store import uploads as uploads_store
 from render_pipeline.store.renders import RenderTarget
 
-VALID_CHECK = "upload_is_valid"
-
 
 def build_uploads_asset(default_presets: Sequence[str]) -> AssetsDefinition:
     style_by_key = {render_asset_key(style_id): style_id for style_id in imaging.STYLES}
+    check = AssetCheckSpec(VALID_CHECK, asset=UPLOADS_KEY, partitions_def=uploads_partitions,
+                           description="The upload decodes within the limits.")
 
     @asset(
+        key=UPLOADS_KEY,
         partitions_def=uploads_partitions,
         group_name="uploads",
         retry_policy=STORAGE_RETRY,
         backfill_policy=BackfillPolicy.multi_run(MAX_UPLOADS_PER_RUN),
-        check_specs=[AssetCheckSpec(VALID_CHECK, asset="uploads", description="The upload decodes within the limits.")],
+        check_specs=[check],
         kinds={"s3", "postgres"},
     )
-    def uploads(context: AssetExecutionContext, database: PostgresResource, object_store: ObjectStore):
+    def uploads(
+        context: AssetExecutionContext, database: PostgresResource, object_store: ObjectStore, scratch: RenderScratch
+    ):
         """Validate each upload (type sniffed from bytes, size and pixel limits, full decode) and
         record it in `assets`: sha256, format, dimensions, status and, if invalid, why.  Valid
         uploads get `queued` rows for the renders selected in the same run."""
         selected = context.run.asset_selection or style_by_key.keys()
         styles = [style_by_key[key] for key in selected if key in style_by_key]
-        yield from _validate_all(context, database, object_store, styles, default_presets)
+        limits = imaging.DecodeLimits()
+        checks = []
+        for partition_key in context.partition_keys:
+            facts = _validate(context, database, object_store, scratch, partition_key, limits)
+            context.add_asset_metadata(upload_materialization_metadata(facts), partition_key=partition_key)
+            checks.append(upload_check(facts))
+            if facts["status"] == "valid" and styles:
+                asset_id = asset_id_for(facts["object_key"])
+                targets = [
+                    RenderTarget(render_id_for(asset_id, style, preset), asset_id, style, preset)
+                    for style in styles
+                    for preset in default_presets
+                ]
+                with database.connection() as conn:
+                    renders_store.queue(conn, targets, run_id=context.run.run_id)
+        invalid = sum(not check.passed for check in checks)
+        context.log.info(f"{len(checks) - invalid} upload(s) valid, {invalid} invalid")
+        yield MaterializeResult()
+        yield from check_evaluations(context.instance, UPLOADS_KEY, VALID_CHECK, checks)
+        yield Output(None, output_name=check.get_python_identifier())
 
     return uploads
-
-
-def _validate_all(
-    context: AssetExecutionContext,
-    database: PostgresResource,
-    object_store: ObjectStore,
-    styles: Sequence[str],
-    default_presets: Sequence[str],
-):
-    limits = imaging.DecodeLimits()
-    results = []
-    for partition_key in context.partition_keys:
-        facts = _validate(context, database, object_store, partition_key, limits)
-        results.append(facts)
-        if facts["status"] == "valid" and styles:
-            asset_id = asset_id_for(facts["object_key"])
-            targets = [
-                RenderTarget(render_id_for(asset_id, style, preset), asset_id, style, preset)
-                for style in styles
-                for preset in default_presets
-            ]
-            with database.connection() as conn:
-                renders_store.queue(conn, targets, run_id=context.run.run_id)
-
-    invalid = [r for r in results if r["status"] == "invalid"]
-    rows = ["| upload | status | format | size | bytes | reason |", "|---|---|---|---|---|---|"]
-    for r in results[:50]:
-        rows.append(
-            f"| {markdown_cell(r['partition_key'])} | {r['status']} | {r['format'] or ''} | "
-            f"{r['width'] or ''}×{r['height'] or ''} | {r['byte_size'] or ''} | {markdown_cell(r['reason'] or '')} |"
-        )
-    metadata = {
-        "valid": MetadataValue.int(len(results) - len(invalid)),
-        "invalid": MetadataValue.int(len(invalid)),
-        "uploads": MetadataValue.md("\n".join(rows)),
-    }
-    if len(results) == 1:
-        only = results[0]
-        metadata.update(
-            {
-                "status": MetadataValue.text(only["status"]),
-                "object_key": MetadataValue.text(only["object_key"]),
-                "sha256": MetadataValue.text(only["sha256"] or ""),
-                "reason": MetadataValue.text(only["reason"] or ""),
-            }
-        )
-    yield MaterializeResult(metadata=metadata)
-    yield AssetCheckResult(
-        check_name=VALID_CHECK,
-        passed=not invalid,
-        severity=AssetCheckSeverity.WARN,
-        description=(
-            "; ".join(f"{r['partition_key']}: {r['reason']}" for r in invalid[:10])[:1000]
-            if invalid else "every upload decodes within the limits"
-        ),
-        metadata={"invalid": MetadataValue.int(len(invalid))},
-    )
 
 
 def _validate(
     context: AssetExecutionContext,
     database: PostgresResource,
     object_store: ObjectStore,
+    scratch: RenderScratch,
     partition_key: str,
     limits: imaging.DecodeLimits,
 ) -> dict:
     object_key = object_key_for(partition_key)
     facts: dict = {
-        "partition_key": partition_key, "object_key": object_key, "status": "valid", "reason": None,
-        "format": None, "width": None, "height": None, "byte_size": None, "sha256": None,
+        "partition_key": partition_key, "object_key": object_key, "status": "valid", "code": None,
+        "reason": None, "format": None, "width": None, "height": None, "byte_size": None, "sha256": None,
     }
     code: str | None = None
     etag: str | None = None
@@ -161,8 +128,9 @@ def _validate(
                 else:
                     facts.update(format=info.format, width=info.width, height=info.height)
                     info_metadata = info.as_dict()
+                    scratch.keep_source(asset_id_for(object_key), data)
     if code is not None:
-        facts["status"] = "invalid"
+        facts["status"], facts["code"] = "invalid", code
         context.log.warning(f"upload {partition_key!r} is invalid: {code}: {facts['reason']}")
     with database.connection() as conn:
         uploads_store.record_validation(

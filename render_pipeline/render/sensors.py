@@ -10,8 +10,9 @@ harmless.
 
 
 import json
+import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from dagster import (
     AddDynamicPartitionsRequest,
@@ -29,15 +30,6 @@ from dagster import (
     sensor,
 )
 
-from render_pipeline.assets.renders import render_asset_key
-from render_pipeline.partitions import uploads_partitions
-from render_pipeline.render_job import (
-    PARTITION_RANGE_END_TAG,
-    PARTITION_RANGE_START_TAG,
-    RENDER_RUN_TAGS,
-    partition_keys_of,
-    render_uploads_job,
-)
 from render_pipeline.keys import (
     UPLOADS_PREFIX,
     InvalidUploadKey,
@@ -46,6 +38,15 @@ from render_pipeline.keys import (
     short_hash,
     storable_key,
 )
+from render_pipeline.render.events import render_asset_key
+from render_pipeline.render.job import (
+    PARTITION_RANGE_END_TAG,
+    PARTITION_RANGE_START_TAG,
+    RENDER_RUN_TAGS,
+    partition_keys_of,
+    render_uploads_job,
+)
+from render_pipeline.render.partitions import uploads_partitions
 from render_pipeline.resources.database import PostgresResource
 from render_pipeline.resources.object_store import ObjectStore
 from render_pipeline.store import renders as renders_store
@@ -55,10 +56,12 @@ from render_pipeline.store.uploads import UploadSighting
 LIST_PAGE_SIZE = 1000
 MAX_PAGES_PER_TICK = 5
 MAX_UPLOADS_PER_TICK = 400  # each new partition and run request costs the daemon time
-# A run costs seconds to launch, so new uploads share runs: up to this many, and up to this
-# many source bytes (decoded images are ~10x their file size and a run holds a batch in memory).
+# A run costs seconds to launch, so new uploads share runs of up to this many (a run's memory
+# does not grow with its batch) ...
 MAX_UPLOADS_PER_SENSOR_RUN = 64
-MAX_SOURCE_BYTES_PER_RUN = 48 * 1024 * 1024
+# ... but a burst is split over at least this many runs, one per run slot (dagster.yaml's
+# max_concurrent_runs), so every core renders: a run renders on one core.
+MIN_RUNS_PER_BURST = 2
 REQUEUE_BATCH = 200
 
 
@@ -87,7 +90,7 @@ def build_uploads_sensor(render_styles: Sequence[str]):
     @sensor(
         name="uploads_sensor",
         job=render_uploads_job,
-        minimum_interval_seconds=10,
+        minimum_interval_seconds=5,  # latency: a new upload waits at most this long for its tick
         default_status=DefaultSensorStatus.RUNNING,
         description="Registers new or changed objects under uploads/ as partitions and renders them.",
     )
@@ -109,7 +112,7 @@ def build_uploads_sensor(render_styles: Sequence[str]):
         # (a re-evaluated or duplicated tick) gets the other versions, never the same ones.
         with database.connection() as conn:
             claimed = uploads_store.mark_requested(conn, sightings)
-        sightings = [s for s in sightings if s.asset_id in claimed]
+        sightings = [replace(s, claimed_at=claimed[s.asset_id]) for s in sightings if s.asset_id in claimed]
         if not sightings:
             return SensorResult(cursor=cursor.serialize(), skip_reason="every upload seen was claimed by another tick")
 
@@ -176,25 +179,23 @@ def _scan(
 
 
 def _batches(sightings: Sequence[UploadSighting]) -> list[list[UploadSighting]]:
-    """Consecutive groups within the per-run count and byte budgets."""
-    batches: list[list[UploadSighting]] = []
-    current: list[UploadSighting] = []
-    current_bytes = 0
-    for sighting in sightings:
-        full = len(current) >= MAX_UPLOADS_PER_SENSOR_RUN or current_bytes + sighting.size > MAX_SOURCE_BYTES_PER_RUN
-        if current and full:
-            batches.append(current)
-            current, current_bytes = [], 0
-        current.append(sighting)
-        current_bytes += sighting.size
-    if current:
-        batches.append(current)
+    """Consecutive groups of near-equal size: as few runs as MAX_UPLOADS_PER_SENSOR_RUN
+    allows, but at least MIN_RUNS_PER_BURST when there are that many uploads."""
+    if not sightings:
+        return []
+    runs = max(math.ceil(len(sightings) / MAX_UPLOADS_PER_SENSOR_RUN), min(MIN_RUNS_PER_BURST, len(sightings)))
+    size, extra = divmod(len(sightings), runs)
+    batches, start = [], 0
+    for index in range(runs):
+        end = start + size + (1 if index < extra else 0)
+        batches.append(list(sightings[start:end]))
+        start = end
     return batches
 
 
 def _run_request(batch: Sequence[UploadSighting], cycle: int, render_keys: Sequence[AssetKey]) -> RunRequest:
     """One run validating and rendering a contiguous range of upload partitions."""
-    versions = "\n".join(f"{s.object_key}\t{s.etag}" for s in batch)
+    versions = "\n".join(f"{s.object_key}\t{s.etag}\t{s.claimed_at}" for s in batch)
     return RunRequest(
         run_key=f"uploads:{cycle}:{short_hash(versions)}",
         asset_selection=[AssetKey("uploads"), *render_keys],

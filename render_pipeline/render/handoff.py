@@ -1,9 +1,9 @@
-"""Hand large arrays from op to op in memory, within one run.
+"""Hand each render op's list of items to the next op in memory, within one run.
 
-Dagster's default IO manager pickles every output to disk and never deletes it (36 MB arrays
-per stage per render).  Render runs use the in-process executor, so the next op can take the
-object directly.  An output is dropped as soon as the op consuming it has produced its own
-output, so a run holds at most two stages of a batch; until then it stays, so an op retry
+The items are small (their images are in the run's scratch directory), and Dagster's default
+IO manager would pickle every output to disk and never delete it.  Render runs use the
+in-process executor, so the next op takes the list directly.  An output is dropped once the
+op consuming it has produced its own output; until then it stays, so an op retry
 (RetryPolicy) can load its inputs again.  A new run (run retry or re-execution) re-executes
 every step: the render jobs carry the ALL_STEPS retry strategy for that reason.
 """
@@ -13,6 +13,9 @@ from __future__ import annotations
 from typing import Any
 
 from dagster import InputContext, IOManager, OutputContext, io_manager
+
+
+HANDOFF_IO_MANAGER = "render_handoff"
 
 
 class IntermediateNotInMemory(RuntimeError):

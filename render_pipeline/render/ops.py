@@ -1,0 +1,339 @@
+"""The render graph's ops, one set per style: decode → preprocess → quantize → compose →
+preview → upload.
+
+Each op does its own stage for every upload partition of the run (ranged runs render a
+batch), one item at a time: it loads the item's images from the run's scratch directory,
+works, spills its result and moves on, so memory does not grow with the batch.  A failure of
+one render is recorded on its row and drops only that render.  The image work is
+``render_pipeline.imaging``, the SQL ``render_pipeline.store``; the upload op reports each
+partition's outcome to Dagster (``render_pipeline.render.events``).
+"""
+
+import hashlib
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TypeVar
+
+import numpy as np
+from dagster import (
+    Config,
+    In,
+    Nothing,
+    OpDefinition,
+    OpExecutionContext,
+    Out,
+    Output,
+    op,
+)
+from PIL import Image
+from pydantic import Field, field_validator
+
+from render_pipeline import imaging
+from render_pipeline.keys import asset_id_for, object_key_for, render_id_for, render_object_keys
+from render_pipeline.render import events
+from render_pipeline.render.handoff import HANDOFF_IO_MANAGER
+from render_pipeline.render.scratch import RenderScratch, SpilledArray
+from render_pipeline.render.stages import Composed, DecodedSource, Encoded, Fitted, Quantized, RenderJob
+from render_pipeline.resources.database import PostgresResource
+from render_pipeline.resources.object_store import ObjectStore
+from render_pipeline.run_policies import RENDER_POOL, STORAGE_RETRY, with_backoff
+from render_pipeline.store import renders as renders_store
+from render_pipeline.store import uploads as uploads_store
+from render_pipeline.store.renders import CompletedRender, RenderTarget
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+# Renders written to the store per request batch: enough to keep the connections busy, few
+# enough that their bytes (≈ 2 MB a render) stay a small part of the worker's memory.
+UPLOAD_CHUNK = 16
+
+
+def render_request_config(default_presets: Sequence[str]) -> type[Config]:
+    class RenderRequest(Config):
+        """Which size presets to render (ids from the `size_presets` table)."""
+
+        presets: list[str] = Field(default=list(default_presets), description="Size preset ids to render.")
+
+        @field_validator("presets")
+        @classmethod
+        def _known_presets(cls, presets: list[str]) -> list[str]:
+            unknown = [p for p in presets if p not in imaging.PRESETS]
+            if unknown or not presets:
+                raise ValueError(
+                    f"unknown size preset(s) {unknown}; choose from {sorted(imaging.PRESETS)}"
+                    if unknown else "at least one size preset is required"
+                )
+            return list(dict.fromkeys(presets))
+
+    return RenderRequest
+
+
+def build_render_ops(
+    style: imaging.StyleSpec, default_presets: Sequence[str], check_output: str
+) -> tuple[OpDefinition, ...]:
+    """The six ops of one style's render graph (names are unique per style).  The upload op
+    has the asset's output and its ``presets_complete`` check output (``check_output``)."""
+    ident = style.id.replace("-", "_")
+    algorithm_config = style.validate_config(None)
+    grey = not style.needs_colour
+    RenderRequest = render_request_config(default_presets)
+
+    def tags(stage: int) -> dict[str, str]:
+        # Later stages outrank earlier ones, so the in-process executor finishes one style's
+        # batch before decoding the next style's.
+        return {"render_pipeline/style": style.id, "dagster/priority": str(stage)}
+
+    def stage_op(name: str, stage: int, **kwargs):
+        return op(name=f"{ident}_{name}", out=Out(io_manager_key=HANDOFF_IO_MANAGER), pool=RENDER_POOL,
+                  tags=tags(stage), **kwargs)
+
+    @stage_op("decode", 0, ins={"upload": In(Nothing)}, retry_policy=STORAGE_RETRY)
+    def decode(
+        context: OpExecutionContext,
+        config: RenderRequest,
+        database: PostgresResource,
+        object_store: ObjectStore,
+        scratch: RenderScratch,
+    ) -> list[DecodedSource]:
+        """Decode each valid upload once per distinct draft scale of the requested presets.
+
+        The bytes are those the run's `uploads` step validated (kept in the scratch
+        directory), and a decode another style of this run already made is reused; a run
+        without that step (a requeue) fetches the object and checks it is the validated one.
+        """
+        presets = [imaging.get_preset(p) for p in config.presets]
+        with database.connection() as conn:
+            uploads = uploads_store.uploads_by_partition(conn, context.partition_keys)
+        valid = [(pk, uploads[pk]) for pk in context.partition_keys if pk in uploads and uploads[pk].status == "valid"]
+        targets = {
+            pk: [RenderTarget(render_id_for(upload.id, style.id, p.id), upload.id, style.id, p.id) for p in presets]
+            for pk, upload in valid
+        }
+        with database.connection() as conn:
+            renders_store.start(conn, [t for group in targets.values() for t in group], run_id=context.run.run_id)
+
+        sources: list[DecodedSource] = []
+        for partition_key, upload in valid:
+            started = time.perf_counter()
+            try:
+                data = scratch.source(upload.id) or _fetch_validated(object_store, upload)
+                info = imaging.read_info(data)
+            except Exception as exc:  # one bad upload must not sink the batch; its rows say why
+                _fail(database, targets[partition_key], "decode", _reason(exc))
+                continue
+            for scale, group in imaging.draft_groups(info, presets).items():
+                jobs = [RenderJob(target, partition_key, preset, info)
+                        for target, preset in zip(targets[partition_key], presets) if preset in group]
+                try:
+                    image = _decoded(scratch, data, (upload.id, upload.sha256, grey, scale), group[0])
+                except Exception as exc:
+                    _fail(database, [job.target for job in jobs], "decode", _reason(exc))
+                    continue
+                elapsed = _ms(started)
+                sources.append(DecodedSource(tuple(job.timed("decode", elapsed) for job in jobs), image))
+                started = time.perf_counter()
+        return sources
+
+    def _decoded(scratch: RenderScratch, data: bytes, key: tuple, preset: imaging.SizePreset) -> SpilledArray:
+        """The decode of ``data`` for ``preset``'s draft scale, made once per run and key."""
+        spilled = scratch.decoded(key)
+        if spilled is None:
+            spilled = scratch.keep_decoded(key, np.asarray(imaging.decode(data, fit=preset, grey=grey).image))
+        return spilled
+
+    @stage_op("preprocess", 1)
+    def preprocess(database: PostgresResource, scratch: RenderScratch, sources: list[DecodedSource]) -> list[Fitted]:
+        """Fit each decoded upload to each of its presets (crop or pad to the exact size)."""
+
+        def work(source: DecodedSource) -> Iterator[Fitted]:
+            image = Image.fromarray(source.image.load())
+            for job in source.jobs:
+                started = time.perf_counter()
+                pixels = imaging.preprocess(image, job.preset)
+                yield Fitted(job.timed("preprocess", _ms(started)), scratch.spill(pixels))
+
+        return _each(database, sources, "preprocess", work, jobs=lambda source: source.jobs)
+
+    @stage_op("quantize", 2)
+    def quantize(database: PostgresResource, scratch: RenderScratch, items: list[Fitted]) -> list[Quantized]:
+        """Reduce each fitted image to the style's palette (fixed-seed k-means on a sample)."""
+
+        def work(item: Fitted) -> Iterator[Quantized]:
+            started = time.perf_counter()
+            result = style.quantize(item.pixels.load(), algorithm_config)
+            palette = tuple(tuple(int(v) for v in colour) for colour in result.palette)
+            yield Quantized(item.job.timed("quantize", _ms(started)), item.pixels, scratch.spill(result.labels), palette)
+
+        return _each(database, items, "quantize", work)
+
+    @stage_op("compose", 3)
+    def compose(database: PostgresResource, scratch: RenderScratch, items: list[Quantized]) -> list[Composed]:
+        """Draw the style (palette mapping, ink outlines, dots, panels) at the preset size."""
+
+        def work(item: Quantized) -> Iterator[Composed]:
+            started = time.perf_counter()
+            quantization = imaging.Quantization(labels=item.labels.load(), palette=np.array(item.palette, np.uint8))
+            image = style.compose(item.pixels.load(), quantization, item.job.preset, algorithm_config)
+            composed = Composed(item.job.timed("compose", _ms(started)), scratch.spill(np.asarray(image)),
+                                tuple(imaging.drawn_palette(image)))
+            item.pixels.discard()
+            item.labels.discard()
+            yield composed
+
+        return _each(database, items, "compose", work)
+
+    @stage_op("preview", 4)
+    def preview(database: PostgresResource, scratch: RenderScratch, items: list[Composed]) -> list[Encoded]:
+        """Encode the output PNG and the 512 px JPEG preview."""
+
+        def work(item: Composed) -> Iterator[Encoded]:
+            started = time.perf_counter()
+            image = Image.fromarray(item.indices.load(), "L")
+            image.putpalette([channel for colour in item.palette for channel in colour], "RGB")
+            encoded = imaging.encode_outputs(image)
+            job = item.job.timed("preview", _ms(started))
+            yield Encoded(
+                job, scratch.spill_bytes(encoded.png), scratch.spill_bytes(encoded.preview_jpeg),
+                hashlib.sha256(encoded.png).hexdigest(), encoded.pixels_sha256, item.palette,
+            )
+            item.indices.discard()
+
+        return _each(database, items, "preview", work)
+
+    # No step retry: each write is retried in the op (with_backoff) so that one failing object
+    # fails only its renders, and the database pool waits out a short PostgreSQL outage; a
+    # step retry would repeat every write of the batch.
+    @op(
+        name=f"{ident}_upload",
+        out={"result": Out(is_required=False), check_output: Out(is_required=False)},
+        tags=tags(5),
+    )
+    def upload(
+        context: OpExecutionContext,
+        config: RenderRequest,
+        database: PostgresResource,
+        object_store: ObjectStore,
+        items: list[Encoded],
+    ):
+        """Write both objects of each render under its deterministic keys, mark its row
+        completed, then report each upload partition to Dagster on its own: a materialization
+        with its renders and preview, and its `presets_complete` check.
+
+        Objects first, row second: a crash in between leaves a row that a retry completes and
+        objects that the same keys overwrite — never a `completed` row without objects.
+        """
+        completed: list[events.CompletedItem] = []
+        for chunk in _chunks(items, UPLOAD_CHUNK):
+            completed += _upload_chunk(database, object_store, chunk)
+        context.log.info(f"{len(completed)} {style.id} render(s) completed")
+        asset_ids = {pk: asset_id_for(object_key_for(pk)) for pk in context.partition_keys}
+        with database.connection() as conn:
+            rows = renders_store.rows_for(conn, list(asset_ids.values()), style.id)
+            uploads = uploads_store.uploads_by_partition(conn, context.partition_keys)
+        yield from events.render_partition_events(
+            context, style, config.presets, asset_ids, uploads, rows, completed,
+        )
+        yield Output(None, output_name=check_output)
+
+    def _upload_chunk(
+        database: PostgresResource, object_store: ObjectStore, chunk: Sequence[Encoded]
+    ) -> list[events.CompletedItem]:
+        started = time.perf_counter()
+        objects = []
+        for item in chunk:
+            output_key, preview_key = render_object_keys(item.job.target.render_id)
+            objects += [(output_key, item.output_png.load(), "image/png"),
+                        (preview_key, item.preview_jpeg.load(), "image/jpeg")]
+        try:
+            with_backoff(lambda: object_store.put_many(objects))
+        except Exception as exc:
+            _fail(database, [item.job.target for item in chunk], "upload", _reason(exc))
+            return []
+        upload_ms = _ms(started) / len(chunk)
+        done = []
+        with database.connection() as conn:
+            for item, (_, png, _), (_, jpeg, _) in zip(chunk, objects[0::2], objects[1::2]):
+                job = item.job.timed("upload", upload_ms)
+                record = _completed_record(job, item)
+                renders_store.complete(conn, record)
+                done.append(events.CompletedItem(job.partition_key, record, jpeg))
+        return done
+
+    def _completed_record(job: RenderJob, item: Encoded) -> CompletedRender:
+        output_key, preview_key = render_object_keys(job.target.render_id)
+        metadata = imaging.render_metadata(
+            style, job.preset, algorithm_config, info=job.source, palette=item.palette,
+            pixels_sha256=item.pixels_sha256, timings_ms=job.timings_ms,
+        )
+        metadata["duration_ms"] = round(sum(job.timings_ms.values()), 2)
+        metadata["partition_key"] = job.partition_key
+        return CompletedRender(
+            target=job.target,
+            output_key=output_key,
+            preview_key=preview_key,
+            output_sha256=item.output_sha256,
+            output_bytes=item.output_png.size,
+            width=job.preset.width,
+            height=job.preset.height,
+            style_version=style.version,
+            algorithm_config=dict(algorithm_config),
+            render_metadata=metadata,
+        )
+
+    return decode, preprocess, quantize, compose, preview, upload
+
+
+def _fetch_validated(object_store: ObjectStore, upload: uploads_store.UploadRow) -> bytes:
+    """The upload's bytes from the store, only if they are still the version validated."""
+    try:
+        data = with_backoff(lambda: object_store.get(upload.object_key))
+    except KeyError:
+        raise UploadGone("the upload object no longer exists") from None
+    if upload.sha256 and hashlib.sha256(data).hexdigest() != upload.sha256:
+        # The sensor sees the new ETag and requests a run that validates and renders it.
+        raise UploadGone("the upload changed after it was validated; its new version is validated "
+                         "and rendered by a new run")
+    return data
+
+
+class UploadGone(Exception):
+    """The validated version of an upload can no longer be read; the message says why."""
+
+
+def _each(
+    database: PostgresResource,
+    items: Iterable[Item],
+    stage: str,
+    work: Callable[[Item], Iterable[Result]],
+    *,
+    jobs: Callable[[Item], Iterable[RenderJob]] = lambda item: (item.job,),
+) -> list[Result]:
+    """Apply one stage to every item; an item that fails is recorded `failed` and dropped."""
+    done: list[Result] = []
+    for item in items:
+        try:
+            done += list(work(item))
+        except Exception as exc:  # one bad render must not sink the batch; its row says why
+            _fail(database, [job.target for job in jobs(item)], stage, _reason(exc))
+    return done
+
+
+def _chunks(items: Sequence[Item], size: int) -> Iterator[Sequence[Item]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, (imaging.ImageRejected, UploadGone)):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000
+
+
+def _fail(database: PostgresResource, targets: Sequence[RenderTarget], stage: str, reason: str) -> None:
+    with database.connection() as conn:
+        renders_store.fail(conn, [t.render_id for t in targets], f"{stage}: {reason}"[:2000])

@@ -1,0 +1,103 @@
+"""A render run's scratch directory: validated upload bytes and the arrays passed from op to op.
+
+A run renders up to dozens of uploads in every style; holding one stage's images for all of
+them in memory grows with the batch (≈ 10 MB per render per stage).  Ops instead spill each
+item as it is produced and load it when the next op reaches it, so a worker holds one item's
+images at a time whatever the batch size.  Files are named by counters, never by user keys,
+and the directory is deleted when the run ends (it lives under ``TMPDIR``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from dagster import ConfigurableResource, InitResourceContext
+from pydantic import PrivateAttr
+
+
+@dataclass(frozen=True)
+class SpilledArray:
+    """An array written to the run's scratch directory."""
+
+    path: Path
+
+    def load(self) -> np.ndarray:
+        return np.load(self.path, allow_pickle=False)
+
+    def discard(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class SpilledBytes:
+    """A byte string (an encoded output) written to the run's scratch directory."""
+
+    path: Path
+    size: int
+
+    def load(self) -> bytes:
+        return self.path.read_bytes()
+
+    def discard(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+class RenderScratch(ConfigurableResource):
+    """Per-run scratch space (one instance per run: render runs use the in-process executor)."""
+
+    _root: Path | None = PrivateAttr(default=None)
+    _counter: itertools.count = PrivateAttr(default_factory=itertools.count)
+    _decoded: dict[tuple, SpilledArray] = PrivateAttr(default_factory=dict)
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        run_id = context.run.run_id if context.run else "no-run"
+        self._root = Path(tempfile.mkdtemp(prefix=f"render-run-{run_id[:8]}-"))
+
+    def teardown_after_execution(self, context: InitResourceContext) -> None:
+        if self._root is not None:
+            shutil.rmtree(self._root, ignore_errors=True)
+
+    @property
+    def root(self) -> Path:
+        if self._root is None:  # used outside a run (a direct invocation in a test)
+            self._root = Path(tempfile.mkdtemp(prefix="render-run-"))
+        return self._root
+
+    def _path(self, suffix: str) -> Path:
+        return self.root / f"{next(self._counter):08d}{suffix}"
+
+    def spill(self, array: np.ndarray) -> SpilledArray:
+        path = self._path(".npy")
+        np.save(path, array, allow_pickle=False)
+        return SpilledArray(path)
+
+    def spill_bytes(self, data: bytes) -> SpilledBytes:
+        path = self._path(".bin")
+        path.write_bytes(data)
+        return SpilledBytes(path, len(data))
+
+    # Validated sources: the uploads step stores the bytes it validated, and every style's
+    # decode reads them from here instead of fetching (and hashing) the object again.
+
+    def keep_source(self, asset_id: uuid.UUID, data: bytes) -> None:
+        (self.root / f"source-{asset_id.hex}").write_bytes(data)
+
+    def source(self, asset_id: uuid.UUID) -> bytes | None:
+        path = self.root / f"source-{asset_id.hex}"
+        return path.read_bytes() if path.exists() else None
+
+    # Decoded sources, shared by the styles that decode the same way (colour or grey, at the
+    # same draft scale), so a source is decoded once per distinct decode, not once per style.
+
+    def decoded(self, key: tuple) -> SpilledArray | None:
+        return self._decoded.get(key)
+
+    def keep_decoded(self, key: tuple, array: np.ndarray) -> SpilledArray:
+        spilled = self._decoded[key] = self.spill(array)
+        return spilled
