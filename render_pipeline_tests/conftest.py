@@ -11,6 +11,7 @@ from pathlib import Path
 import boto3
 import psycopg
 import pytest
+from dagster import DagsterInstance, instance_for_test
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
@@ -112,3 +113,33 @@ def local_store(tmp_path: Path) -> LocalObjectStore:
 def object_store(request: pytest.FixtureRequest):
     """Each object-store contract test runs against both implementations."""
     return request.getfixturevalue(f"{request.param}_store")
+
+
+@pytest.fixture
+def instance() -> Iterator[DagsterInstance]:
+    """A throwaway Dagster instance (sqlite) for in-process runs."""
+    with instance_for_test() as dagster_instance:
+        yield dagster_instance
+
+
+@pytest.fixture
+def s3_env(database, database_url, s3_endpoint, s3_bucket, monkeypatch) -> dict[str, str]:
+    """The project pointed at the S3 server and the test database."""
+    env = {
+        "DATABASE_URL": database_url,
+        "MINIO_ENDPOINT": s3_endpoint,
+        "MINIO_ACCESS_KEY": S3_ACCESS_KEY,
+        "MINIO_SECRET_KEY": S3_SECRET_KEY,
+        "MINIO_BUCKET": s3_bucket,
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)  # the resources read secrets through EnvVar
+    return env
+
+
+@pytest.fixture
+def boto(s3_endpoint):
+    return boto3.client(
+        "s3", endpoint_url=s3_endpoint, aws_access_key_id=S3_ACCESS_KEY,
+        aws_secret_access_key=S3_SECRET_KEY, region_name="us-east-1",
+    )

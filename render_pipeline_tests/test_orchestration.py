@@ -5,14 +5,12 @@ from __future__ import annotations
 import hashlib
 import io
 
-import boto3
-import pytest
-from dagster import DagsterInstance, instance_for_test
+from dagster import DagsterInstance
 from PIL import Image
 
 from render_pipeline.keys import asset_id_for, render_id_for, render_object_keys
 from render_pipeline.store import maintenance as maintenance_store
-from render_pipeline_tests.conftest import S3_ACCESS_KEY, S3_SECRET_KEY, make_s3_store
+from render_pipeline_tests.conftest import make_s3_store
 from render_pipeline_tests.orchestration_helpers import (
     TEST_PRESETS,
     definitions_for,
@@ -21,34 +19,6 @@ from render_pipeline_tests.orchestration_helpers import (
     png_bytes,
     tick,
 )
-
-
-@pytest.fixture
-def instance():
-    with instance_for_test() as dagster_instance:
-        yield dagster_instance
-
-
-@pytest.fixture
-def s3_env(database, database_url, s3_endpoint, s3_bucket, monkeypatch) -> dict[str, str]:
-    env = {
-        "DATABASE_URL": database_url,
-        "MINIO_ENDPOINT": s3_endpoint,
-        "MINIO_ACCESS_KEY": S3_ACCESS_KEY,
-        "MINIO_SECRET_KEY": S3_SECRET_KEY,
-        "MINIO_BUCKET": s3_bucket,
-    }
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)  # the resources read secrets through EnvVar
-    return env
-
-
-@pytest.fixture
-def boto(s3_endpoint):
-    return boto3.client(
-        "s3", endpoint_url=s3_endpoint, aws_access_key_id=S3_ACCESS_KEY,
-        aws_secret_access_key=S3_SECRET_KEY, region_name="us-east-1",
-    )
 
 
 def _run_all(defs, instance: DagsterInstance, result) -> list:

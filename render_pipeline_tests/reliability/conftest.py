@@ -73,12 +73,6 @@ def s3_env(database, database_url, proxy, s3_bucket, monkeypatch) -> dict[str, s
 
 
 @pytest.fixture
-def instance():
-    with instance_for_test() as dagster_instance:
-        yield dagster_instance
-
-
-@pytest.fixture
 def pg_dagster_home(pg_admin_url, tmp_path) -> Iterator[tuple[str, str]]:
     """(DAGSTER_HOME, storage URL) of a PostgreSQL-backed instance, as in production."""
     name = f"dagster_{uuid.uuid4().hex[:12]}"

@@ -1,0 +1,130 @@
+"""A ranged run reports every upload partition on its own: its materialization, metadata and
+checks, read back from the Dagster instance (what the UI shows), whatever the batch."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import re
+
+from dagster import AssetCheckKey, AssetKey, AssetRecordsFilter, RunRequest
+from PIL import Image
+
+from render_pipeline import imaging
+from render_pipeline.render.job import PARTITION_RANGE_END_TAG, PARTITION_RANGE_START_TAG, RENDER_RUN_TAGS
+from render_pipeline_tests.orchestration_helpers import definitions_for, execute, jpeg_bytes, png_bytes, tick
+
+PRESETS = ("play-feature", "square-1024")
+UPLOADS = {
+    "b1/fine.jpg": jpeg_bytes(seed=1),
+    "b2/broken.jpg": jpeg_bytes(seed=2)[:600],
+    "b3/notes.txt": b"not an image\n",
+    "b4/fine.png": png_bytes(seed=4),
+}
+RENDERED = {"b1/fine.jpg", "b4/fine.png"}
+
+
+def _one_ranged_run(defs, instance, boto, bucket):
+    """Register the uploads as the sensor does, then render all of them in one ranged run."""
+    for key, body in UPLOADS.items():
+        boto.put_object(Bucket=bucket, Key=f"uploads/{key}", Body=body)
+    requests = tick(defs, instance, "uploads_sensor").run_requests
+    keys = instance.get_dynamic_partitions("uploads")
+    assert sorted(keys) == sorted(UPLOADS)
+    request = RunRequest(
+        asset_selection=requests[0].asset_selection,
+        tags={**RENDER_RUN_TAGS, PARTITION_RANGE_START_TAG: keys[0], PARTITION_RANGE_END_TAG: keys[-1]},
+    )
+    outcome = execute(defs, instance, request)
+    assert outcome.success
+    return outcome
+
+
+def _latest_evaluations(instance, key: AssetKey, check: str) -> dict:
+    records = instance.event_log_storage.get_asset_check_execution_history(AssetCheckKey(key, check), limit=100)
+    latest = {}
+    for record in records:  # newest first
+        latest.setdefault(record.evaluation.partition, record.evaluation)
+    return latest
+
+
+def _rows(database) -> dict:
+    with database.connection() as conn:
+        return {
+            (r["partition_key"], r["style_id"], r["size_preset_id"]): r
+            for r in conn.execute(
+                "SELECT r.*, a.partition_key FROM renders r JOIN assets a ON a.id = r.asset_id"
+            ).fetchall()
+        }
+
+
+def test_each_render_partition_has_its_own_materialization_preview_and_check(
+    s3_env, boto, s3_bucket, database, instance
+):
+    defs = definitions_for(s3_env, presets=PRESETS)
+    outcome = _one_ranged_run(defs, instance, boto, s3_bucket)
+    rows = _rows(database)
+
+    for style in imaging.STYLES:
+        key = AssetKey(["renders", style.replace("-", "_")])
+        # Only uploads that rendered are materialized; no partition carries another's facts.
+        assert instance.get_materialized_partitions(key) == RENDERED
+        for partition in RENDERED:
+            event = _latest_materialization(instance, key, partition)
+            assert event.run_id == outcome.run_id
+            metadata = event.asset_materialization.metadata
+            mine = [rows[(partition, style, p)] for p in PRESETS]
+            assert sorted(metadata["output_keys"].value) == sorted(r["output_minio_key"] for r in mine)
+            assert all(str(r["id"]) in metadata["renders"].value for r in mine)
+            assert metadata["palette"].value == " ".join(mine[0]["render_metadata"]["palette"])
+            thumbnail = re.search(r"data:image/jpeg;base64,([A-Za-z0-9+/=]+)", metadata["preview"].value).group(1)
+            with Image.open(io.BytesIO(base64.b64decode(thumbnail))) as image:
+                assert max(image.size) == 256
+            # Dagster's own provenance: this code version, rendered from this upload's validation.
+            tags = event.asset_materialization.tags
+            assert tags["dagster/code_version"] == f"{style}@{imaging.get_style(style).version}"
+            assert tags["dagster/input_event_pointer/uploads"].isdigit()
+
+        checks = _latest_evaluations(instance, key, "presets_complete")
+        assert set(checks) == set(UPLOADS)
+        assert {p for p, e in checks.items() if e.passed} == RENDERED
+        assert all(checks[p].target_materialization_data is not None for p in RENDERED)
+        for partition in set(UPLOADS) - RENDERED:
+            with database.connection() as conn:
+                reason = conn.execute("SELECT error_message FROM assets WHERE partition_key = %s",
+                                      (partition,)).fetchone()["error_message"]
+            assert checks[partition].description == f"the upload is invalid: {reason}"
+            assert checks[partition].metadata["completed"].value == 0
+
+
+def test_each_upload_partition_shows_its_own_validation(s3_env, boto, s3_bucket, database, instance):
+    defs = definitions_for(s3_env, presets=("play-feature",))
+    _one_ranged_run(defs, instance, boto, s3_bucket)
+
+    for partition, body in UPLOADS.items():
+        metadata = _latest_materialization(instance, AssetKey("uploads"), partition).asset_materialization.metadata
+        assert metadata["object_key"].value == f"uploads/{partition}"
+        assert metadata["sha256"].value == hashlib.sha256(body).hexdigest()
+        if partition in RENDERED:
+            assert metadata["status"].value == "valid" and "reason" not in metadata
+            with Image.open(io.BytesIO(body)) as image:
+                assert metadata["dimensions"].value == f"{image.width}×{image.height}"
+        else:
+            assert metadata["status"].value == "invalid"
+    assert _metadata_reason(instance, "b2/broken.jpg").startswith(("truncated: ", "corrupt: "))
+    assert _metadata_reason(instance, "b3/notes.txt") == "unsupported_format: the file is text, not an image"
+
+    checks = _latest_evaluations(instance, AssetKey("uploads"), "upload_is_valid")
+    assert {p for p, e in checks.items() if e.passed} == RENDERED
+    assert checks["b3/notes.txt"].description == "unsupported_format: the file is text, not an image"
+
+
+def _metadata_reason(instance, partition: str) -> str:
+    return _latest_materialization(instance, AssetKey("uploads"), partition).asset_materialization.metadata["reason"].value
+
+
+def _latest_materialization(instance, key: AssetKey, partition: str):
+    [record] = instance.fetch_materializations(AssetRecordsFilter(asset_key=key, asset_partitions=[partition]),
+                                               limit=1).records
+    return record.event_log_entry
