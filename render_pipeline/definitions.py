@@ -15,7 +15,6 @@ from render_pipeline.resources.factory import dagster_resources
 from render_pipeline.schedules import SCHEDULES
 from render_pipeline.settings import ConfigError, Settings, load_settings
 
-
 # Chosen on purpose and covered by tests: per-asset backfill policies (beta) batch backfills
 # into ranged runs, and partitioned asset checks (preview) give each upload its own result.
 warnings.filterwarnings("ignore", message=r".*backfill_policy.*", category=BetaWarning)

@@ -33,6 +33,7 @@ from dagster import (
     MetadataValue,
     OpExecutionContext,
 )
+
 # Public in the event it is part of (AssetCheckEvaluation), not exported on its own.
 from dagster._core.definitions.asset_checks.asset_check_evaluation import (
     AssetCheckEvaluationTargetMaterializationData,

@@ -14,7 +14,6 @@ from typing import Any
 
 from dagster import InputContext, IOManager, OutputContext, io_manager
 
-
 HANDOFF_IO_MANAGER = "render_handoff"
 
 

@@ -82,9 +82,3 @@ def palette_svg(colours: Sequence[str], *, swatch: int = 28) -> str:
     )
     svg = f'<svg xmlns="http://www.w3.org/2000/svg" width="{swatch * len(colours)}" height="{swatch}">{rects}</svg>'
     return "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode()
-
-
-def markdown_cell(text: str) -> str:
-    """Untrusted text in a markdown table cell: no pipes, no markup, bounded length."""
-    cleaned = text.replace("|", "\\|").replace("`", "'").replace("<", "&lt;")
-    return cleaned if len(cleaned) <= 60 else cleaned[:57] + "…"

@@ -67,7 +67,8 @@ def test_production_instance_uses_k8s_launcher_and_a_valid_concurrency_block():
     assert config["run_launcher"] == {**config["run_launcher"], "module": "dagster_k8s", "class": "K8sRunLauncher"}
     assert config["run_coordinator"]["class"] == "QueuedRunCoordinator"
     # DESIGN.md §7: a concurrency block excludes run_coordinator.config.max_concurrent_runs.
-    assert "config" not in config["run_coordinator"]
+    assert "max_concurrent_runs" not in config["run_coordinator"].get("config", {})
+    assert config["storage"]["custom"]["class"] == "PooledPostgresStorage"
     assert isinstance(config["concurrency"]["runs"]["max_concurrent_runs"], int)
     assert config["run_monitoring"]["enabled"] is True
 

@@ -14,8 +14,8 @@ from PIL import Image
 
 from render_pipeline.imaging import (
     ENGINE_VERSION,
-    STAGES,
     PRESETS,
+    STAGES,
     decode,
     encode_png,
     get_style,

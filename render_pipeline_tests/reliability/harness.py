@@ -25,7 +25,14 @@ from dagster import (
     build_run_status_sensor_context,
 )
 
-from render_pipeline.keys import RENDERS_PREFIX, UPLOADS_PREFIX, asset_id_for, render_id_for, render_object_keys, storable_key
+from render_pipeline.keys import (
+    RENDERS_PREFIX,
+    UPLOADS_PREFIX,
+    asset_id_for,
+    render_id_for,
+    render_object_keys,
+    storable_key,
+)
 from render_pipeline.resources.database import PostgresResource
 from render_pipeline_tests.conftest import S3_ACCESS_KEY, S3_SECRET_KEY
 from render_pipeline_tests.orchestration_helpers import execute, tick
