@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import shutil
 import tempfile
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +49,12 @@ class SpilledBytes:
         self.path.unlink(missing_ok=True)
 
 
+SCRATCH_PREFIX = "render-run-"
+# A run lasts at most an hour (run monitoring's max_runtime_seconds); a directory untouched
+# for this long belongs to a worker that was killed before it could delete it.
+ABANDONED_AFTER_SECONDS = 6 * 3600
+
+
 class RenderScratch(ConfigurableResource):
     """Per-run scratch space (one instance per run: render runs use the in-process executor)."""
 
@@ -56,8 +63,9 @@ class RenderScratch(ConfigurableResource):
     _decoded: dict[tuple, SpilledArray] = PrivateAttr(default_factory=dict)
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
+        remove_abandoned(Path(tempfile.gettempdir()))
         run_id = context.run.run_id if context.run else "no-run"
-        self._root = Path(tempfile.mkdtemp(prefix=f"render-run-{run_id[:8]}-"))
+        self._root = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{run_id[:8]}-"))
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
         if self._root is not None:
@@ -66,7 +74,7 @@ class RenderScratch(ConfigurableResource):
     @property
     def root(self) -> Path:
         if self._root is None:  # used outside a run (a direct invocation in a test)
-            self._root = Path(tempfile.mkdtemp(prefix="render-run-"))
+            self._root = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX))
         return self._root
 
     def _path(self, suffix: str) -> Path:
@@ -101,3 +109,18 @@ class RenderScratch(ConfigurableResource):
     def keep_decoded(self, key: tuple, array: np.ndarray) -> SpilledArray:
         spilled = self._decoded[key] = self.spill(array)
         return spilled
+
+
+def remove_abandoned(parent: Path, *, now: float | None = None) -> list[Path]:
+    """Delete scratch directories under ``parent`` that no run has touched for
+    ABANDONED_AFTER_SECONDS (a killed worker never tears its directory down)."""
+    cutoff = (now if now is not None else time.time()) - ABANDONED_AFTER_SECONDS
+    removed = []
+    for path in parent.glob(f"{SCRATCH_PREFIX}*"):
+        try:
+            if path.is_dir() and not path.is_symlink() and path.stat().st_mtime < cutoff:
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
+        except FileNotFoundError:  # another run's sweep got there first
+            continue
+    return removed

@@ -3,12 +3,14 @@ the directory is gone when the run's resources are torn down."""
 
 from __future__ import annotations
 
+import os
+import time
 import uuid
 
 import numpy as np
 from dagster import build_resources
 
-from render_pipeline.render.scratch import RenderScratch
+from render_pipeline.render.scratch import ABANDONED_AFTER_SECONDS, SCRATCH_PREFIX, RenderScratch, remove_abandoned
 
 
 def test_spilled_items_round_trip_and_the_directory_goes_with_the_run() -> None:
@@ -35,3 +37,15 @@ def test_spilled_items_round_trip_and_the_directory_goes_with_the_run() -> None:
         # Names are ours, never the user's keys.
         assert all(path.name.startswith(("0", "source-")) for path in root.iterdir())
     assert not root.exists()
+
+
+def test_a_killed_workers_directory_is_swept_but_a_live_runs_is_not(tmp_path) -> None:
+    abandoned, live, other = tmp_path / f"{SCRATCH_PREFIX}dead", tmp_path / f"{SCRATCH_PREFIX}live", tmp_path / "keep"
+    for path in (abandoned, live, other):
+        path.mkdir()
+        (path / "00000000.npy").write_bytes(b"x")
+    old = time.time() - ABANDONED_AFTER_SECONDS - 60
+    os.utime(abandoned, (old, old))
+    os.utime(other, (old, old))
+    assert remove_abandoned(tmp_path) == [abandoned]
+    assert not abandoned.exists() and live.exists() and other.exists()
