@@ -1,1 +1,1 @@
-"""Software-defined assets: uploads, one render asset per style, storage usage."""
+"""Maintenance assets: storage usage (the upload and render assets live in `render_pipeline.render`)."""

@@ -1,1 +1,1 @@
-"""Thin Dagster ops around the imaging engine and the maintenance queries."""
+"""Thin Dagster ops around the maintenance procedures (render ops live in `render_pipeline.render`)."""
