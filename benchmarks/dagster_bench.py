@@ -70,7 +70,7 @@ from render_pipeline.store import migrations  # noqa: E402
 from render_pipeline_tests.orchestration_helpers import definitions_for, execute, jpeg_bytes, tick  # noqa: E402
 
 ACCESS, SECRET = "bench-access", "bench-secret"
-RUN_SLOTS = yaml.safe_load((ROOT / "dagster.yaml").read_text())["concurrency"]["runs"]["max_concurrent_runs"]
+RUN_SLOTS = yaml.safe_load((ROOT / "dagster.yaml").read_text())["run_coordinator"]["config"]["max_concurrent_runs"]
 PHOTO, SMALL = (4000, 3000), (1600, 1200)  # 12 MP phone photo; ~2 MP
 # PostgreSQL flushes a backend's session count within 10 s of it going idle (PGSTAT_IDLE_INTERVAL).
 PG_STATS_SETTLE_SECONDS = 11

@@ -15,6 +15,7 @@ import render_pipeline.commands
 from render_pipeline.resources.database import DatabaseUnavailable
 from render_pipeline.resources.object_store import ObjectStoreError
 from render_pipeline.settings import ConfigError
+from render_pipeline.stack import NoInstance
 from render_pipeline.store.migrations import MigrationError
 
 EXIT_FAILURE = 1
@@ -37,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except (DatabaseUnavailable, MigrationError, ObjectStoreError) as exc:
+    except (DatabaseUnavailable, MigrationError, NoInstance, ObjectStoreError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:

@@ -6,10 +6,17 @@ and spent seconds in connection set-up.  The web server avoids this through each
 public ``optimize_for_webserver`` (a pool of one connection plus overflow); this class does
 the same in every process that loads the instance — run workers, the daemon, code servers.
 `dagster.yaml` names it through Dagster's configurable-class mechanism (``storage: custom``).
+
+With no ``postgres_url`` in its config and no DAGSTER_PG_URL, it uses the storage that
+`render-pipeline up` would (the embedded server on embedded defaults), so Dagster's own
+commands (`dagster dev`, `dagster definitions validate`, `dg check defs`) work from a fresh
+clone with no environment set.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -31,9 +38,27 @@ class PooledPostgresStorage(DagsterPostgresStorage):
 
     @classmethod
     def from_config_value(cls, inst_data, config_value: Mapping[str, Any]) -> PooledPostgresStorage:
+        configured = config_value.get("postgres_url") or config_value.get("postgres_db")
         return cls(
             inst_data=inst_data,
-            postgres_url=pg_url_from_config(config_value),
+            postgres_url=pg_url_from_config(config_value) if configured else _stack_storage_url(),
             should_autocreate_tables=config_value.get("should_autocreate_tables", True),
             token_provider=get_token_provider_from_config(config_value),
         )
+
+
+def _stack_storage_url() -> str:
+    """DAGSTER_PG_URL, else the databases `up` prepares for the current settings (exported so
+    this process's children — code servers, run workers — attach without preparing again)."""
+    url = os.environ.get("DAGSTER_PG_URL", "").strip()
+    if url:
+        return url
+    from render_pipeline.settings import load_settings
+    from render_pipeline.stack import prepare_databases, psql_uri
+
+    settings = load_settings()
+    url = prepare_databases(settings, announce=lambda _line: None).dagster
+    os.environ["DAGSTER_PG_URL"] = url
+    print(f"render_pipeline: DAGSTER_PG_URL is not set; Dagster's storage is {psql_uri(url)} "
+          f"(what `render-pipeline up` uses for these settings)", file=sys.stderr)
+    return url

@@ -21,6 +21,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from render_pipeline.resources.database import PostgresResource
 from render_pipeline.resources.object_store import ObjectStore
+from render_pipeline.run_queue import read_pause
 from render_pipeline.store import maintenance as store
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,7 @@ METRIC_NAMES = (
     "render_storage_bytes_total",
     "db_connections_active",
     "health_check_status",
+    "render_pipeline_paused",
 )
 
 
@@ -94,6 +96,7 @@ class RenderPipelineCollector(Collector):
                 raise RuntimeError("no Dagster instance (DAGSTER_HOME not set)")
             queued_runs = instance.get_runs_count(RunsFilter(statuses=[DagsterRunStatus.QUEUED]))
             yield self._storage_metric(instance)
+            yield self._pause_metric(instance)
             if queued_renders is not None:
                 queue.add_metric([], queued_renders + queued_runs)
                 yield queue
@@ -128,6 +131,18 @@ class RenderPipelineCollector(Collector):
                     rows = store.duration_histogram(conn, DURATION_BUCKETS)
                 self._histogram = _Cached(_histogram_family(rows), time.monotonic())
             return self._histogram.value
+
+    def _pause_metric(self, instance: DagsterInstance) -> Metric:
+        """1 while `render-pipeline pause` holds intake and dequeue; the reason is a label."""
+        record = read_pause(instance)
+        family = GaugeMetricFamily("render_pipeline_paused",
+                                   "1 while intake and dequeue are paused (render-pipeline pause), else 0",
+                                   labels=["reason", "since"])
+        if record is None:
+            family.add_metric(["", ""], 0)
+        else:
+            family.add_metric([record.reason, f"{record.since:.0f}"], 1)
+        return family
 
     def _storage_metric(self, instance: DagsterInstance) -> Metric:
         family = GaugeMetricFamily("render_storage_bytes_total", "Object-store bytes per prefix (storage_usage asset)",

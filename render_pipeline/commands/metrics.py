@@ -7,10 +7,11 @@ import os
 import sys
 import threading
 
-from render_pipeline.commands.doctor import CheckFailed, dagster_environment, database_for
+from render_pipeline.commands.doctor import CheckFailed, database_for
 from render_pipeline.metrics import RenderPipelineCollector, serve
 from render_pipeline.resources.factory import object_store_from_settings
 from render_pipeline.settings import load_settings
+from render_pipeline.stack import use_stack_instance
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -40,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: --port must be between 1 and 65535 (got {args.port})", file=sys.stderr)
         return 2
     settings = load_settings()
-    dagster_environment(settings)
+    use_stack_instance(settings)
     try:
         database = database_for(settings, connect_timeout=3)
     except CheckFailed as exc:

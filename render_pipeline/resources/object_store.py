@@ -30,10 +30,15 @@ S3_DELETE_BATCH = 1000  # DeleteObjects accepts at most 1 000 keys per request
 IO_THREADS = 8  # requests in flight for the batch helpers; botocore pools 10 connections
 MAX_KEY_BYTES = 1024  # S3's limit on a key's UTF-8 length
 _STAGING_DIR = ".staging"
+PIPELINE_PREFIXES = ("uploads/", "renders/")  # the only prefixes the pipeline reads or writes
 
 
 class ObjectStoreError(RuntimeError):
     """A store operation failed; the message is one readable line (never credentials)."""
+
+
+class MissingBucket(ObjectStoreError):
+    """The configured bucket does not exist."""
 
 
 class InvalidKey(ObjectStoreError):
@@ -104,8 +109,11 @@ class ObjectStore(ConfigurableResource, ABC):
         """One page of objects under ``prefix`` in key order, resuming after ``cursor``."""
 
     @abstractmethod
-    def check_writable(self) -> None:
-        """Raise ObjectStoreError with a readable reason when the store cannot be used."""
+    def check_usable(self) -> None:
+        """Raise ObjectStoreError with a readable reason when the store cannot be used.
+
+        Reads only (the bucket, a listing of each prefix the pipeline uses): a bucket policy
+        that allows just `uploads/` and `renders/` must not stop the stack from starting."""
 
     @abstractmethod
     def describe(self) -> str:
@@ -227,15 +235,13 @@ class LocalObjectStore(ObjectStore):
         next_cursor = page[-1] if len(keys) > page_size else None
         return ListPage(objects=objects, next_cursor=next_cursor)
 
-    def check_writable(self) -> None:
+    def check_usable(self) -> None:
         root = Path(self.root)
         try:
-            root.mkdir(parents=True, exist_ok=True)
-            probe = "_doctor/probe"
-            self.put(probe, b"ok")
-            if self.get(probe) != b"ok":
-                raise ObjectStoreError(f"local store {root} returned different bytes than written")
-            self.delete(probe)
+            for prefix in PIPELINE_PREFIXES:
+                (root / prefix).mkdir(parents=True, exist_ok=True)
+                if not os.access(root / prefix, os.R_OK | os.W_OK | os.X_OK):
+                    raise ObjectStoreError(f"local store {root / prefix} is not readable and writable by this user")
         except OSError as exc:
             raise ObjectStoreError(f"local store {root} is not writable: {exc.strerror or exc}") from None
 
@@ -397,23 +403,30 @@ class S3ObjectStore(ObjectStore):
         truncated = response.get("IsTruncated", False) and objects
         return ListPage(objects=objects, next_cursor=objects[-1].key if truncated else None)
 
-    def check_writable(self) -> None:
-        probe = "_doctor/probe"
+    def check_usable(self) -> None:
         try:
             self.client.head_bucket(Bucket=self.bucket)
         except botocore.exceptions.ClientError as exc:
             if _error_code(exc) in ("404", "NoSuchBucket", "NotFound"):
-                raise ObjectStoreError(
+                raise MissingBucket(
                     f"bucket {self.bucket!r} does not exist at {self.s3.endpoint_url}: create it "
-                    f"(e.g. `mc mb`) or set MINIO_BUCKET"
+                    f"(`render-pipeline up --create-bucket`, or `mc mb`) or set MINIO_BUCKET"
                 ) from None
             raise ObjectStoreError(_describe_error("head bucket", self.bucket, exc)) from None
         except botocore.exceptions.BotoCoreError as exc:
             raise ObjectStoreError(_describe_error("connect", str(self.s3.endpoint_url), exc)) from None
-        self.put(probe, b"ok")
-        if self.get(probe) != b"ok":
-            raise ObjectStoreError("the object store returned different bytes than written")
-        self.delete(probe)
+        for prefix in PIPELINE_PREFIXES:
+            self.list_page(prefix, page_size=1)
+
+    def create_bucket(self) -> None:
+        """Create the configured bucket (an existing one of ours is fine)."""
+        try:
+            self.client.create_bucket(Bucket=self.bucket)
+        except botocore.exceptions.ClientError as exc:
+            if _error_code(exc) != "BucketAlreadyOwnedByYou":
+                raise ObjectStoreError(_describe_error("create bucket", self.bucket, exc)) from None
+        except botocore.exceptions.BotoCoreError as exc:
+            raise ObjectStoreError(_describe_error("connect", str(self.s3.endpoint_url), exc)) from None
 
     def describe(self) -> str:
         return f"s3 {self.s3.endpoint_url or 'aws'} bucket={self.bucket}"

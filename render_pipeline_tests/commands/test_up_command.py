@@ -22,9 +22,10 @@ def test_prepare_on_embedded_defaults(tmp_path):
         instance_config = yaml.safe_load((tmp_path / "home" / "dagster_home" / "dagster.yaml").read_text())
         storage = instance_config["storage"]["custom"]
         assert (storage["module"], storage["class"]) == ("render_pipeline.dagster_storage", "PooledPostgresStorage")
-        assert storage["config"]["postgres_url"] == {"env": "DAGSTER_PG_URL"}
+        assert storage["config"] == {}  # DAGSTER_PG_URL is read by the storage class itself
         assert env["DAGSTER_EVENT_BATCH_SIZE"] == "64"  # batched event writes in every process up starts
-        assert instance_config["run_coordinator"]["class"] == "QueuedRunCoordinator"
+        assert (instance_config["run_coordinator"]["module"], instance_config["run_coordinator"]["class"]) == (
+            "render_pipeline.run_queue", "PausableRunCoordinator")
         assert (tmp_path / "home" / "objects").is_dir()
 
         again = prepare(settings)  # a second start reuses everything and applies nothing new

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from render_pipeline.resources.object_store import InvalidKey, LocalObjectStore, ObjectStoreError
+from render_pipeline.resources.object_store import InvalidKey, LocalObjectStore, MissingBucket, ObjectStoreError
 from render_pipeline_tests.conftest import make_s3_store
+from render_pipeline_tests.reliability.fault_proxy import FaultProxy
 
 
 def test_put_get_head_delete_round_trip(object_store):
@@ -120,18 +121,29 @@ def test_local_store_never_writes_outside_its_root(tmp_path: Path):
     assert not (tmp_path / "evil.txt").exists()
 
 
-def test_check_writable_passes_on_a_working_store(object_store):
-    object_store.check_writable()
-    assert object_store.head("_doctor/probe") is None
+def test_the_usability_check_writes_nothing(object_store):
+    object_store.check_usable()
+    assert list(object_store.iter_objects("")) == []
 
 
-def test_missing_bucket_gives_one_clear_line(s3_endpoint):
+def test_the_s3_usability_check_sends_only_reads_inside_the_pipeline_prefixes(s3_endpoint, s3_bucket):
+    with FaultProxy(s3_endpoint) as proxy:
+        make_s3_store(proxy.url, s3_bucket).check_usable()
+        requests = [entry.request for entry in proxy.requests()]
+    assert {request.method for request in requests} <= {"HEAD", "GET"}
+    assert sorted(request.key for request in requests if request.op == "list") == ["renders/", "uploads/"]
+
+
+def test_missing_bucket_gives_one_clear_line_and_can_be_created(s3_endpoint):
     store = make_s3_store(s3_endpoint, "no-such-bucket")
-    with pytest.raises(ObjectStoreError, match="bucket 'no-such-bucket' does not exist"):
-        store.check_writable()
+    with pytest.raises(MissingBucket, match="bucket 'no-such-bucket' does not exist.*--create-bucket"):
+        store.check_usable()
+    store.create_bucket()
+    store.create_bucket()  # creating the bucket we own again is fine
+    store.check_usable()
 
 
 def test_unreachable_endpoint_fails_fast_with_the_endpoint_named():
     store = make_s3_store("http://127.0.0.1:9", "render-assets", connect_timeout=1, read_timeout=1, max_attempts=1)
     with pytest.raises(ObjectStoreError, match="127.0.0.1:9"):
-        store.check_writable()
+        store.check_usable()

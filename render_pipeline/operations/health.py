@@ -1,0 +1,127 @@
+"""What `doctor` judges beyond the infrastructure: live daemons, live run workers, and the
+pipeline's own backlog, each with a count and the command that fixes it."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
+from dagster._core.launcher import DefaultRunLauncher
+
+from render_pipeline.store.health import PipelineCounts
+from render_pipeline.store.uploads import REREQUEST_AFTER_SECONDS
+
+HEARTBEAT_TOLERANCE_SECONDS = 60.0  # Dagster's own default is 30 minutes: far too late for an operator
+# Dagster's scheduler sleeps until the next minute between iterations and beats only then
+# (measured gaps up to ~80 s): it gets this much more.
+DAEMON_SLACK_SECONDS = {"SCHEDULER": 60.0}
+STARTED_LIMIT = timedelta(minutes=60)  # the reaper's defaults (maintenance/reaper.py)
+QUEUED_LIMIT = timedelta(minutes=360)
+REGISTERED_LIMIT = timedelta(seconds=2 * REREQUEST_AFTER_SECONDS)
+FAILURE_RATE_WARN = 0.05
+FAILURE_RATE_FAIL = 0.5
+REAPER_FIX = "launch stale_render_reaper_job from the UI (Jobs), or wait for its 15-minute schedule"
+
+
+@dataclass(frozen=True)
+class Finding:
+    status: str  # "ok", "warn" or "fail"
+    detail: str
+
+
+def stale_daemons(instance: DagsterInstance, tolerance: float, now: float | None = None) -> dict[str, float | None]:
+    """Required daemon types whose last heartbeat is older than ``tolerance`` seconds (age in
+    seconds, or None when one never beat)."""
+    now = time.time() if now is None else now
+    heartbeats = instance.get_daemon_heartbeats()
+    stale: dict[str, float | None] = {}
+    for daemon_type in instance.get_required_daemon_types():
+        beat = heartbeats.get(daemon_type)
+        if beat is None:
+            stale[daemon_type] = None
+        elif now - beat.timestamp > tolerance + DAEMON_SLACK_SECONDS.get(daemon_type, 0.0):
+            stale[daemon_type] = now - beat.timestamp
+    return stale
+
+
+def dead_worker_runs(instance: DagsterInstance) -> list[tuple[str, int]]:
+    """Runs Dagster calls STARTED whose worker process on this machine is gone: (run id, pid).
+
+    Only the default launcher runs workers as local processes; for others this finds nothing.
+    """
+    if not isinstance(instance.run_launcher, DefaultRunLauncher):
+        return []
+    dead = []
+    for record in instance.get_run_records(RunsFilter(statuses=[DagsterRunStatus.STARTED])):
+        pid = _worker_pid(instance, record.dagster_run.run_id)
+        if pid is not None and not _is_dagster_process(pid):
+            dead.append((record.dagster_run.run_id, pid))
+    return dead
+
+
+def _worker_pid(instance: DagsterInstance, run_id: str) -> int | None:
+    """The pid the run worker reported at start ("Started process for run (pid: N)")."""
+    for entry in instance.all_logs(run_id, of_type=DagsterEventType.ENGINE_EVENT):
+        data = entry.dagster_event.engine_event_data if entry.dagster_event else None
+        value = data.metadata.get("pid") if data is not None else None
+        if value is not None:
+            return int(value.value)
+    return None
+
+
+def _is_dagster_process(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        return b"dagster" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True
+
+
+def judge_pipeline(counts: PipelineCounts, dead_runs: list[tuple[str, int]]) -> list[tuple[str, Finding]]:
+    """One finding per concern, named; OK findings say what was counted."""
+    findings = []
+    if dead_runs:
+        ids = ", ".join(run_id[:8] for run_id, _pid in dead_runs)
+        findings.append(("dead_runs", Finding("fail", f"{len(dead_runs)} run(s) STARTED with no live worker ({ids}) "
+                                                      f"hold run slots: terminate them in the UI (Runs), or {REAPER_FIX}")))
+    else:
+        findings.append(("dead_runs", Finding("ok", "every STARTED run has a live worker")))
+    stuck = []
+    if counts.stale_started:
+        stuck.append(f"{counts.stale_started} render(s) `started` over {_minutes(STARTED_LIMIT)}")
+    if counts.stale_queued:
+        stuck.append(f"{counts.stale_queued} render(s) `queued` over {_minutes(QUEUED_LIMIT)}")
+    findings.append(("stuck_renders", Finding("fail", "; ".join(stuck) + f": {REAPER_FIX}") if stuck else
+                     Finding("ok", f"none past their limits; {counts.queued} render(s) queued")))
+    if counts.stuck_uploads:
+        findings.append(("stuck_uploads", Finding(
+            "warn", f"{counts.stuck_uploads} upload(s) still `registered` over {_minutes(REGISTERED_LIMIT)} after "
+                    f"their run was requested: check uploads_sensor's ticks (Automation) and the runs that failed "
+                    f"(`render-pipeline requeue --all-failed --dry-run`)")))
+    else:
+        findings.append(("stuck_uploads", Finding("ok", "no upload waits past the re-request window")))
+    findings.append(("failure_rate", _failure_rate(counts)))
+    return findings
+
+
+def _failure_rate(counts: PipelineCounts) -> Finding:
+    total = counts.failed_last_hour + counts.completed_last_hour
+    rate = counts.failed_last_hour / total if total else 0.0
+    detail = f"{counts.failed_last_hour} of {total} render(s) failed in the last hour ({rate:.0%})"
+    if rate >= FAILURE_RATE_WARN:
+        fix = "group them with `render-pipeline requeue --since 1h --all-failed --dry-run`, then requeue"
+        return Finding("fail" if rate >= FAILURE_RATE_FAIL else "warn", f"{detail}: {fix}")
+    return Finding("ok", detail)
+
+
+def _minutes(limit: timedelta) -> str:
+    return f"{limit.total_seconds() / 60:.0f} min"
