@@ -129,6 +129,17 @@ def rows_for(conn: psycopg.Connection, asset_ids: Sequence[uuid.UUID], style_id:
     ).fetchall()
 
 
+def renders_of(conn: psycopg.Connection, asset_ids: Sequence[uuid.UUID]) -> list[dict]:
+    """Every render of these uploads, in a stable order."""
+    return conn.execute(
+        """
+        SELECT asset_id, style_id, size_preset_id, status, error_message, output_minio_key
+        FROM renders WHERE asset_id = ANY(%s) ORDER BY asset_id, style_id, size_preset_id
+        """,
+        (list(asset_ids),),
+    ).fetchall()
+
+
 def requeued(conn: psycopg.Connection, *, limit: int) -> list[dict]:
     """Renders an operator requeued that no run has picked up yet, oldest first."""
     return conn.execute(
