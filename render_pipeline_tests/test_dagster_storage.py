@@ -3,8 +3,11 @@ worker, where dagster-postgres alone opens one per read and write."""
 
 from __future__ import annotations
 
+import os
+
 import psycopg
 from dagster import instance_for_test
+from psycopg.conninfo import make_conninfo
 
 from render_pipeline.resources.embedded_postgres import dagster_storage_url
 from render_pipeline_tests.orchestration_helpers import definitions_for, execute, jpeg_bytes, tick
@@ -50,3 +53,22 @@ def test_a_render_run_opens_a_handful_of_connections_not_one_per_event(
             opened[name] = _sessions_opened(pg_admin_url, database, run_all)
     # Measured: 10 with the pooled storage, 394 without it (two runs of two uploads).
     assert opened["pooled"] <= 20 and opened["plain"] >= 10 * opened["pooled"], opened
+
+
+def test_with_no_url_the_storage_is_the_one_up_would_prepare(tmp_path, monkeypatch):
+    """Dagster's own commands from a fresh clone: no DAGSTER_PG_URL, no database configured."""
+    from render_pipeline.dagster_storage import PooledPostgresStorage
+    from render_pipeline.resources.embedded_postgres import stop_embedded_server
+
+    monkeypatch.setenv("RENDER_PIPELINE_HOME", str(tmp_path / "home"))
+    for name in ("DAGSTER_PG_URL", "DATABASE_URL", "DB_HOST"):
+        monkeypatch.delenv(name, raising=False)
+    try:
+        storage = PooledPostgresStorage.from_config_value(None, {})
+        assert storage.run_storage.get_runs_count() == 0
+        assert f"host={tmp_path / 'home' / 'pgdata'}" in os.environ["DAGSTER_PG_URL"]  # children attach to it
+        with psycopg.connect(make_conninfo(host=str(tmp_path / "home" / "pgdata"), user="postgres",
+                                           dbname="aso_render")) as conn:
+            assert conn.execute("SELECT count(*) FROM styles").fetchone()[0] >= 4  # migrated and seeded
+    finally:
+        stop_embedded_server(tmp_path / "home")

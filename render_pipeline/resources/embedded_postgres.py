@@ -26,10 +26,16 @@ def _pgserver():
     return pgserver
 
 
+_handles: dict[Path, object] = {}  # pgserver's in-process handles, released when we stop a server
+
+
 def embedded_server(home: Path):
     """Start (or attach to) the embedded server under ``home/pgdata``; it outlives this process."""
     home.mkdir(parents=True, exist_ok=True)
-    return _pgserver().get_server(home / "pgdata", cleanup_mode=None)
+    pgdata = (home / "pgdata").resolve()
+    server = _pgserver().get_server(pgdata, cleanup_mode=None)
+    _handles[pgdata] = server
+    return server
 
 
 def embedded_urls(home: Path) -> tuple[str, str]:
@@ -63,7 +69,10 @@ def embedded_server_running(home: Path) -> bool:
 
 
 def stop_embedded_server(home: Path) -> None:
-    pgdata = home / "pgdata"
+    pgdata = (home / "pgdata").resolve()
+    handle = _handles.pop(pgdata, None)
+    if handle is not None:
+        handle.cleanup()  # with cleanup_mode None this only forgets the handle, so a later start starts
     if (pgdata / "postmaster.pid").exists():
         _pgserver()._commands.pg_ctl(["-w", "stop", "-m", "fast"], pgdata=pgdata, user="pgserver" if _is_root() else None)
 

@@ -62,3 +62,20 @@ def test_wrong_password_is_reported_without_the_password(database_url):
     assert result.returncode == 1
     assert "no_such_user" in result.stderr and "Sup3rSecretPw" not in result.stderr
     assert info["dbname"] in result.stderr
+
+
+def test_url_prints_what_psql_accepts_without_the_password(database_url, tmp_path):
+    embedded = _cli("db", "url", env={"RENDER_PIPELINE_HOME": str(tmp_path)})
+    assert embedded.stdout.strip() == f"postgresql://postgres@/aso_render?host={tmp_path}/pgdata"
+    assert "not running" in embedded.stderr  # and it was not started to answer
+    assert not (tmp_path / "pgdata").exists()
+    dagster = _cli("db", "url", "--dagster", env={"RENDER_PIPELINE_HOME": str(tmp_path)})
+    assert dagster.stdout.strip() == f"postgresql://postgres@/dagster?host={tmp_path}/pgdata"
+
+    configured = _cli("db", "url", env={"DATABASE_URL": "postgresql://render:s3cret@db.internal:5433/aso_render"})
+    assert configured.stdout.strip() == "postgresql://render@db.internal:5433/aso_render"
+    assert "s3cret" not in configured.stdout + configured.stderr and "PGPASSWORD" in configured.stderr
+
+    live = _cli("db", "url", env={"DATABASE_URL": database_url})
+    check = subprocess.run(["psql", live.stdout.strip(), "-Atc", "SELECT 1"], capture_output=True, text=True)
+    assert check.stdout.strip() == "1", check.stderr

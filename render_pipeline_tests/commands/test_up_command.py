@@ -32,3 +32,30 @@ def test_prepare_on_embedded_defaults(tmp_path):
         assert again["DATABASE_URL"] == env["DATABASE_URL"]
     finally:
         stop_embedded_server(tmp_path / "home")
+
+
+def test_a_missing_bucket_stops_start_up_cleanly_or_is_created_on_request(s3_endpoint, tmp_path, monkeypatch, capsys):
+    import uuid
+
+    from render_pipeline.cli import main
+    from render_pipeline.resources.embedded_postgres import embedded_server_running
+    from render_pipeline_tests.conftest import S3_ACCESS_KEY, S3_SECRET_KEY, make_s3_store
+
+    bucket = f"missing-{uuid.uuid4().hex[:8]}"
+    for name, value in {"RENDER_PIPELINE_HOME": str(tmp_path / "home"), "MINIO_ENDPOINT": s3_endpoint,
+                        "MINIO_ACCESS_KEY": S3_ACCESS_KEY, "MINIO_SECRET_KEY": S3_SECRET_KEY,
+                        "MINIO_BUCKET": bucket}.items():
+        monkeypatch.setenv(name, value)
+    for name in ("DATABASE_URL", "DAGSTER_PG_URL", "DAGSTER_HOME"):
+        monkeypatch.delenv(name, raising=False)
+
+    assert main(["up", "--prepare-only"]) == 1
+    assert f"bucket '{bucket}' does not exist" in capsys.readouterr().err
+    assert not embedded_server_running(tmp_path / "home")  # what it started, it stopped
+
+    try:
+        assert main(["up", "--prepare-only", "--create-bucket"]) == 0
+        assert f"created bucket {bucket}" in capsys.readouterr().out
+        make_s3_store(s3_endpoint, bucket).check_usable()
+    finally:
+        stop_embedded_server(tmp_path / "home")
