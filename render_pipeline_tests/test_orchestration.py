@@ -9,6 +9,7 @@ from dagster import DagsterInstance
 from PIL import Image
 
 from render_pipeline.keys import asset_id_for, render_id_for, render_object_keys
+from render_pipeline.render.events import render_asset_key
 from render_pipeline.store import maintenance as maintenance_store
 from render_pipeline_tests.conftest import make_s3_store
 from render_pipeline_tests.orchestration_helpers import (
@@ -69,9 +70,7 @@ def test_upload_through_boto3_is_rendered_end_to_end(s3_env, boto, s3_bucket, da
     assert asset["status"] == "valid" and asset["format"] == "JPEG" and (asset["width"], asset["height"]) == (320, 240)
 
     # The UI sees the partition's own materialization per style, with its preview.
-    from dagster import AssetKey
-
-    event = instance.get_latest_materialization_event(AssetKey(["renders", "pop_poster"]))
+    event = instance.get_latest_materialization_event(render_asset_key("pop-poster"))
     assert event.dagster_event.partition == "campaign-7/hero shot ü.jpg"
     metadata = event.asset_materialization.metadata
     assert metadata["preview"].value.startswith("![preview](data:image/jpeg;base64,")
@@ -115,10 +114,8 @@ def test_corrupt_upload_is_invalid_while_the_next_one_renders(s3_env, boto, s3_b
     assert assets["uploads/no-folder.jpg"]["error_message"].startswith("key has no {asset_id}/ folder")
     assert "'..'" in assets["uploads/x3/../escape.jpg"]["error_message"]
     assert assets["uploads/x2/fine.jpg"]["status"] == "valid"
-    from dagster import AssetKey
-
     # Only the valid upload's partition is materialized; the broken one is not (its check says why).
-    assert instance.get_materialized_partitions(AssetKey(["renders", "duotone"])) == {"x2/fine.jpg"}
+    assert instance.get_materialized_partitions(render_asset_key("duotone")) == {"x2/fine.jpg"}
     assert _renders(database, "uploads/x1/broken.jpg") == []
     assert {r["status"] for r in _renders(database, "uploads/x2/fine.jpg")} == {"completed"}
 
@@ -188,13 +185,13 @@ def test_storage_failure_is_retried_then_recorded_failed_and_requeue_completes_i
 
 
 def test_launch_one_style_at_chosen_presets_as_from_the_ui(s3_env, boto, s3_bucket, database, instance):
-    from dagster import AssetCheckKey, AssetKey, RunRequest
+    from dagster import AssetCheckKey, RunRequest
 
     defs = definitions_for(s3_env, presets=("play-feature",))
     boto.put_object(Bucket=s3_bucket, Key="uploads/ui/pick.jpg", Body=jpeg_bytes(seed=6))
     _run_all(defs, instance, tick(defs, instance, "uploads_sensor"))
 
-    key = AssetKey(["renders", "halftone"])
+    key = render_asset_key("halftone")
     request = RunRequest(
         partition_key="ui/pick.jpg",
         asset_selection=[key],

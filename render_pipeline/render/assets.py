@@ -1,6 +1,6 @@
 """One graph-backed render asset per style, partitioned like `uploads`.
 
-`renders/pop_poster` etc.: decode → preprocess → quantize → compose → preview → upload.  The
+`renders/pop-poster` etc.: decode → preprocess → quantize → compose → preview → upload.  The
 style's version is the asset's code version, so changing a style marks its renders stale in
 the UI and a backfill refreshes them.  Its `presets_complete` check is evaluated by the
 upload op, partition by partition (see ``render_pipeline.render.events``).

@@ -56,7 +56,10 @@ INPUT_EVENT_POINTER_TAG = f"dagster/input_event_pointer/{UPLOADS_KEY.to_user_str
 
 
 def render_asset_key(style_id: str) -> AssetKey:
-    return AssetKey(["renders", style_id.replace("-", "_")])
+    """The style's asset key, `renders/<style id>` with the id as the catalogue spells it
+    (`renders/pop-poster`): the one mapping every selection, check and event goes through.
+    Dagster takes any string as a key component; only op and graph names need identifiers."""
+    return AssetKey(["renders", style_id])
 
 
 @dataclass(frozen=True)

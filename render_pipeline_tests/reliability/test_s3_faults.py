@@ -4,10 +4,11 @@ proxy between the project and the S3 server."""
 from __future__ import annotations
 
 import pytest
-from dagster import AssetCheckKey, AssetKey, DagsterEventType
+from dagster import AssetCheckKey, DagsterEventType
 
 from render_pipeline.cli import main as cli_main
 from render_pipeline.keys import asset_id_for, render_id_for, render_object_keys
+from render_pipeline.render.events import PRESETS_CHECK, render_asset_key
 from render_pipeline_tests.orchestration_helpers import definitions_for, jpeg_bytes, png_bytes
 from render_pipeline_tests.reliability.harness import Pipeline, audit, list_keys, requeue
 
@@ -177,6 +178,6 @@ def test_permanent_failure_of_the_source_object_is_explained(s3_env, proxy, boto
 def _latest_check(instance, partition_key: str):
     """The latest `presets_complete` evaluation of one upload partition, as the UI reads it."""
     records = instance.event_log_storage.get_asset_check_execution_history(
-        AssetCheckKey(AssetKey(["renders", "duotone"]), "presets_complete"), limit=20
+        AssetCheckKey(render_asset_key("duotone"), PRESETS_CHECK), limit=20
     )
     return next(r.evaluation for r in records if r.evaluation and r.evaluation.partition.endswith(partition_key))

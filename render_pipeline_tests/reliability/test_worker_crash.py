@@ -26,6 +26,7 @@ from dagster._daemon.monitoring.concurrency import execute_concurrency_slots_ite
 from dagster_shared.serdes import serialize_value
 
 from render_pipeline.maintenance.reaper import ReaperConfig, reap_stale_renders
+from render_pipeline.render.events import render_asset_key
 from render_pipeline.render.job import RENDER_RUN_TAGS
 from render_pipeline.run_policies import RENDER_POOL
 from render_pipeline_tests.orchestration_helpers import definitions_for, execute, jpeg_bytes
@@ -170,7 +171,7 @@ def test_render_pool_limit_holds_and_a_crashed_runs_slot_is_freed(
         [validate] = pipeline.tick()
         assert execute(defs, instance, validate.with_replaced_attrs(asset_selection=[AssetKey("uploads")])).success
         requests.append(RunRequest(run_key=f"render-{name}", partition_key=f"{name}/p.jpg",
-                                   asset_selection=[AssetKey(["renders", "duotone"])], tags=RENDER_RUN_TAGS))
+                                   asset_selection=[render_asset_key("duotone")], tags=RENDER_RUN_TAGS))
 
     hold_a = threading.Event()
     # Decode GETs (each source's 2nd GET, after validation's): A's hangs while it holds the

@@ -12,6 +12,7 @@ from dagster import AssetCheckKey, AssetKey, AssetRecordsFilter, RunRequest
 from PIL import Image
 
 from render_pipeline import imaging
+from render_pipeline.render.events import render_asset_key
 from render_pipeline.render.job import PARTITION_RANGE_END_TAG, PARTITION_RANGE_START_TAG, RENDER_RUN_TAGS
 from render_pipeline_tests.orchestration_helpers import definitions_for, execute, jpeg_bytes, png_bytes, tick
 
@@ -67,7 +68,7 @@ def test_each_render_partition_has_its_own_materialization_preview_and_check(
     rows = _rows(database)
 
     for style in imaging.STYLES:
-        key = AssetKey(["renders", style.replace("-", "_")])
+        key = render_asset_key(style)
         # Only uploads that rendered are materialized; no partition carries another's facts.
         assert instance.get_materialized_partitions(key) == RENDERED
         for partition in RENDERED:
