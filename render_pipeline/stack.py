@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -95,8 +95,8 @@ def psql_uri(url: str) -> str:
     dbname = quote(str(info.get("dbname") or ""), safe="")
     credentials = f"{user}@" if user else ""
     if host.startswith("/"):  # a Unix socket directory goes in the query string
-        query = {"host": host, **({"port": port} if port and port != "5432" else {})}
-        return f"postgresql://{credentials}/{dbname}?{urlencode(query, safe='/')}"
+        query = f"host={quote(host, safe='/')}" + (f"&port={port}" if port and port != "5432" else "")
+        return f"postgresql://{credentials}/{dbname}?{query}"
     netloc = host + (f":{port}" if port else "")
     return f"postgresql://{credentials}{netloc}/{dbname}"
 

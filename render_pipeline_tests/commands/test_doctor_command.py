@@ -14,7 +14,7 @@ import pytest
 from dagster import DagsterInstance
 from dagster._daemon.types import DaemonHeartbeat
 
-from render_pipeline.commands.doctor import FAIL, OK, run_checks
+from render_pipeline.commands.doctor import FAIL, OK, WARN, run_checks
 from render_pipeline_tests.conftest import S3_ACCESS_KEY, S3_SECRET_KEY
 
 
@@ -97,3 +97,32 @@ def test_doctor_reports_stopped_embedded_database_and_missing_daemon(stack_env, 
     assert "embedded PostgreSQL" in checks["database"].detail and "not running" in checks["database"].detail
     assert not (tmp_path / "fresh-home" / "pgdata" / "postmaster.pid").exists()  # checked, never started
     assert checks["daemon"].status == FAIL and "dagster-daemon run" in checks["daemon"].detail
+
+
+def test_doctor_checks_the_recorded_stack_and_says_how_this_shell_differs(database, stack_env, monkeypatch):
+    from render_pipeline.settings import load_settings
+    from render_pipeline.stack import DatabaseUrls, new_record, write_record
+
+    _heartbeat(Path(stack_env["DAGSTER_HOME"]))
+    home = Path(stack_env["RENDER_PIPELINE_HOME"])
+    stack = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "render-pipeline", "up"])
+    try:
+        record = new_record(load_settings(stack_env), DatabaseUrls(stack_env["DATABASE_URL"], stack_env["DATABASE_URL"]),
+                            "http://127.0.0.1:3000", environ=stack_env)
+        write_record(home, record.__class__(**{**record.__dict__, "pid": stack.pid}))
+        secrets_only = {"RENDER_PIPELINE_HOME": str(home), "MINIO_ACCESS_KEY": S3_ACCESS_KEY,
+                        "MINIO_SECRET_KEY": S3_SECRET_KEY}
+        checks, _ = _checks(monkeypatch, secrets_only)
+        assert checks["configuration"].status == WARN
+        assert "this shell differs from the stack" in checks["configuration"].detail
+        assert "object_store: shell 'local directory" in checks["configuration"].detail
+        assert checks["database"].status == OK and checks["object_store"].status == OK
+        assert "s3 " in checks["object_store"].detail  # the stack's store, not this shell's local one
+
+        checks, _ = _checks(monkeypatch, {"RENDER_PIPELINE_HOME": str(home)})
+        assert "MINIO_ACCESS_KEY, MINIO_SECRET_KEY, which this shell does not set" in checks["configuration"].detail
+        # Still the stack's store, tried with a placeholder (MinIO refuses it; moto accepts any key).
+        assert "s3 " in checks["object_store"].detail
+    finally:
+        stack.kill()
+        stack.wait()
