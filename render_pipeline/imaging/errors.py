@@ -48,9 +48,8 @@ def too_many_pixels(max_pixels: int, size: tuple[int, int] | None = None) -> Ima
     that exceeds for certain."""
     pillow_limit = 2 * Image.MAX_IMAGE_PIXELS if Image.MAX_IMAGE_PIXELS else None
     if size is None and pillow_limit is not None and pillow_limit <= max_pixels:
-        return ImageRejected(
-            "too_many_pixels", f"the header declares more pixels than Pillow's {pillow_limit / 1e6:g} MP bomb limit"
-        )
+        reason = f"the header declares more pixels than Pillow's {pillow_limit / 1e6:g} MP bomb limit"
+        return ImageRejected("too_many_pixels", reason)
     details = {"width": size[0], "height": size[1]} if size else {}
     return ImageRejected("too_many_pixels", _pixels_over(max_pixels), details)
 

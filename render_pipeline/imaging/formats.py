@@ -57,9 +57,13 @@ _BRANDS = (  # ISO base media (ftyp) brands, most specific first
 _TGA_FOOTER = b"TRUEVISION-XFILE.\x00"
 # Pillow's checks for these are looser than the signatures above (its CUR check also matches
 # uncompressed TGA files), so the signatures alone decide them.
-_PILLOW_COVERED = frozenset(("CUR", "ICO", "PPM", "FITS", "PSD", "EPS", "JPEG2000", "QOI", "DDS", "ICNS", "AVIF", "MPO"))
-_SVG = re.compile(rb"\A(?:<\?xml[^>]*>\s*)?(?:<!--.*?-->\s*)*(?:<!doctype svg[^>]*>\s*)?(?:<!--.*?-->\s*)*<svg[\s>]",
-                  re.IGNORECASE | re.DOTALL)
+_PILLOW_COVERED = frozenset(
+    ("CUR", "ICO", "PPM", "FITS", "PSD", "EPS", "JPEG2000", "QOI", "DDS", "ICNS", "AVIF", "MPO")
+)
+_SVG = re.compile(  # an optional XML declaration, comments and doctype, then the <svg> element
+    rb"\A(?:<\?xml[^>]*>\s*)?(?:<!--.*?-->\s*)*(?:<!doctype svg[^>]*>\s*)?(?:<!--.*?-->\s*)*<svg[\s>]",
+    re.IGNORECASE | re.DOTALL,
+)
 
 
 def sniff(data: bytes) -> str | None:
@@ -100,7 +104,8 @@ def _iso_media_name(data: bytes) -> str:
     size = struct.unpack(">I", data[:4])[0]
     box = data[8 : min(max(size, 16), 256)]
     brands = {box[i : i + 4] for i in range(0, len(box) - 3, 4) if i != 4}  # skip minor_version
-    return next((name for options, name in _BRANDS if brands.intersection(options)), "ISO base media (MP4/MOV)")
+    named = (name for options, name in _BRANDS if brands.intersection(options))
+    return next(named, "ISO base media (MP4/MOV)")
 
 
 def _pillow_name(data: bytes) -> str | None:

@@ -12,7 +12,10 @@ from render_pipeline.resources.object_store import ObjectStoreError
 from render_pipeline_tests.conftest import make_s3_store
 from render_pipeline_tests.imaging.refusals import NOISE
 
-KEYS = ("renders/0f/0f6c7d7e-4f5a-4a8e-9c1d-2b3e4f5a6b7c.png", "renders/9a/9a1b2c3d-0000-4000-8000-000000000001.png")
+KEYS = (
+    "renders/0f/0f6c7d7e-4f5a-4a8e-9c1d-2b3e4f5a6b7c.png",
+    "renders/9a/9a1b2c3d-0000-4000-8000-000000000001.png",
+)
 
 
 def _raised(action) -> BaseException:
@@ -48,7 +51,8 @@ def test_an_unreachable_store_is_one_line_without_its_url() -> None:
 def test_os_opencv_and_memory_errors_keep_only_their_stable_text(tmp_path) -> None:
     missing = [_raised(lambda name=name: (tmp_path / name / "x.png").read_bytes()) for name in ("a", "b")]
     assert _one_line_for_all(missing) == "FileNotFoundError: No such file or directory"
-    resizes = [_raised(lambda size=size: cv2.resize(np.zeros((0, 0), np.uint8), size)) for size in ((4, 4), (9, 7))]
+    empty = np.zeros((0, 0), np.uint8)
+    resizes = [_raised(lambda size=size: cv2.resize(empty, size)) for size in ((4, 4), (9, 7))]
     assert _one_line_for_all(resizes) == "OpenCV error in resize: !ssize.empty()"
     allocations = [_raised(lambda n=n: np.empty((n, n))) for n in (10**8, 3 * 10**8)]
     assert _one_line_for_all(allocations) == "MemoryError: out of memory"
@@ -57,6 +61,9 @@ def test_os_opencv_and_memory_errors_keep_only_their_stable_text(tmp_path) -> No
 def test_unknown_exceptions_lose_addresses_paths_and_urls() -> None:
     failures = [
         ValueError(f"cannot use {object()!r} from {path} (see {url})")
-        for path, url in (("/tmp/run-1/a.png", "http://127.0.0.1:9000/b/k1"), ("/var/x/b.png", "https://s3/b/k2"))
+        for path, url in (
+            ("/tmp/run-1/a.png", "http://127.0.0.1:9000/b/k1"),
+            ("/var/x/b.png", "https://s3/b/k2"),
+        )
     ]
     assert _one_line_for_all(failures) == "ValueError: cannot use [object] from [path] (see [url])"

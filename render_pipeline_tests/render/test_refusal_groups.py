@@ -1,16 +1,17 @@
-"""The runbook's `SELECT error_message, COUNT(*) ... GROUP BY error_message` gives one row per
-cause: refusals recorded by the `uploads` asset and failures recorded by the render ops carry
-nothing particular to the file, the object key or the process (paths, addresses, sizes)."""
+"""The runbook's `SELECT error_message, COUNT(*) FROM assets GROUP BY error_message` gives one
+row per cause: the refusals the `uploads` asset records carry nothing particular to the file or
+the process (sizes, offsets, paths, memory addresses)."""
 
 from __future__ import annotations
 
-import os
+from dagster import RunRequest
 
 from render_pipeline import imaging
-from render_pipeline.keys import asset_id_for
 from render_pipeline.render.events import UPLOADS_KEY
-from render_pipeline_tests.imaging.refusals import NOISE, assert_one_group_per_cause, causes
-from render_pipeline_tests.orchestration_helpers import definitions_for, execute, jpeg_bytes, tick
+from render_pipeline.render.job import PARTITION_RANGE_END_TAG, PARTITION_RANGE_START_TAG, RENDER_RUN_TAGS
+from render_pipeline.render.partitions import uploads_partitions
+from render_pipeline_tests.imaging.refusals import assert_one_group_per_cause, causes
+from render_pipeline_tests.orchestration_helpers import definitions_for, execute, tick
 
 
 PER_CAUSE = 3  # the engine-level test runs every file of the corpus; here a few per cause suffice
@@ -24,17 +25,20 @@ def _env(database_url: str, root) -> dict[str, str]:
     return {"DATABASE_URL": database_url, "LOCAL_STORE_ROOT": str(root), "RENDER_DEFAULT_STYLES": "duotone"}
 
 
-def _run_requested(defs, instance, *, validation_only: bool = False) -> None:
-    """Execute the runs the upload sensor requests; ``validation_only`` drops the render steps."""
-    result = tick(defs, instance, "uploads_sensor")
-    assert result.run_requests
-    for request in result.run_requests:
-        if validation_only:
-            request = request.with_replaced_attrs(asset_selection=[UPLOADS_KEY])
-        assert execute(defs, instance, request).success
+def _validate_in_one_run(defs, instance) -> None:
+    """Register the uploads as the sensor does, then validate all of them in one ranged run."""
+    assert tick(defs, instance, "uploads_sensor").run_requests
+    keys = instance.get_dynamic_partitions(uploads_partitions.name)
+    request = RunRequest(
+        asset_selection=[UPLOADS_KEY],
+        tags={**RENDER_RUN_TAGS, PARTITION_RANGE_START_TAG: keys[0], PARTITION_RANGE_END_TAG: keys[-1]},
+    )
+    assert execute(defs, instance, request).success
 
 
-def test_recorded_refusals_group_into_one_row_per_cause(database, database_url, tmp_path, instance, monkeypatch):
+def test_recorded_refusals_group_into_one_row_per_cause(
+    database, database_url, tmp_path, instance, monkeypatch
+):
     root = tmp_path / "objects"
     monkeypatch.setenv("DATABASE_URL", database_url)
     defs = definitions_for(_env(database_url, root), presets=("play-feature",))
@@ -51,7 +55,7 @@ def test_recorded_refusals_group_into_one_row_per_cause(database, database_url, 
                 handle.truncate(max_bytes + extra)
             cause_of_key[f"uploads/{name}/big-{index}.png"] = name
 
-    _run_requested(defs, instance, validation_only=True)
+    _validate_in_one_run(defs, instance)
 
     with database.connection() as conn:
         rows = conn.execute("SELECT object_key, status, error_code, error_message FROM assets").fetchall()
@@ -66,23 +70,3 @@ def test_recorded_refusals_group_into_one_row_per_cause(database, database_url, 
     assert len(groups) == len(corpus)
     assert sorted(g["n"] for g in groups) == sorted(_count(cause) for cause in corpus.values())
 
-
-def test_a_store_failure_on_render_groups_without_its_file_path(database, database_url, tmp_path, instance,
-                                                                monkeypatch):
-    root = tmp_path / "objects"
-    monkeypatch.setenv("DATABASE_URL", database_url)
-    defs = definitions_for(_env(database_url, root), presets=("play-feature",))
-    for index in range(2):
-        (root / "uploads" / f"p{index}").mkdir(parents=True)
-        (root / "uploads" / f"p{index}" / "photo.jpg").write_bytes(jpeg_bytes(seed=index))
-    (root / "renders").write_bytes(b"")  # a file where the renders/ folder must go: every put fails
-
-    _run_requested(defs, instance)
-
-    with database.connection() as conn:
-        rows = conn.execute(
-            "SELECT error_message, COUNT(*) AS n FROM renders WHERE asset_id = ANY(%s) GROUP BY error_message",
-            ([asset_id_for(f"uploads/p{index}/photo.jpg") for index in range(2)],),
-        ).fetchall()
-    assert [(r["error_message"], r["n"]) for r in rows] == [("upload: NotADirectoryError: Not a directory", 2)]
-    assert not NOISE.search(rows[0]["error_message"]) and os.fspath(tmp_path) not in rows[0]["error_message"]
