@@ -17,6 +17,9 @@ from render_pipeline.resources.object_store import ObjectStoreError
 
 _S3_OPERATIONS = {"GetObject": "get", "PutObject": "put", "HeadObject": "head", "DeleteObject": "delete",
                   "DeleteObjects": "delete", "ListObjectsV2": "list", "HeadBucket": "head bucket"}
+_S3_HINTS = {code: " (check MINIO_ACCESS_KEY / MINIO_SECRET_KEY)"
+             for code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403")}
+_S3_HINTS["NoSuchBucket"] = " (check MINIO_BUCKET)"
 _NOISE = (  # only for exceptions nothing above knows: what varies per run or item, by shape
     (re.compile(r"<[^<>]*\bat 0x[0-9a-fA-F]+>"), "[object]"),
     (re.compile(r"\b0x[0-9a-fA-F]{5,}\b"), "[address]"),
@@ -46,7 +49,7 @@ def _store_failure(cause: BaseException) -> str:
     if isinstance(cause, botocore.exceptions.ClientError):
         operation = _S3_OPERATIONS.get(cause.operation_name, cause.operation_name)
         code = cause.response.get("Error", {}).get("Code") or "error"
-        return f"S3 {operation} failed: {code}"
+        return f"S3 {operation} failed: {code}{_S3_HINTS.get(code, '')}"
     if isinstance(cause, botocore.exceptions.BotoCoreError):
         return f"S3 request failed: {type(cause).__name__}"
     return describe(cause)

@@ -38,8 +38,8 @@ def test_s3_errors_name_the_operation_and_code_not_the_key(s3_endpoint) -> None:
     gets = [_raised(lambda key=key: store.get(key)) for key in KEYS]
     assert all(isinstance(exc, ObjectStoreError) and exc.__cause__ is not None for exc in puts + gets)
     assert KEYS[0] in str(puts[0])  # the store's own message names the key; the recorded line does not
-    assert _one_line_for_all(puts) == "ObjectStoreError: S3 put failed: NoSuchBucket"
-    assert _one_line_for_all(gets) == "ObjectStoreError: S3 get failed: NoSuchBucket"
+    assert _one_line_for_all(puts) == "ObjectStoreError: S3 put failed: NoSuchBucket (check MINIO_BUCKET)"
+    assert _one_line_for_all(gets) == "ObjectStoreError: S3 get failed: NoSuchBucket (check MINIO_BUCKET)"
 
 
 def test_an_unreachable_store_is_one_line_without_its_url() -> None:
