@@ -5,7 +5,7 @@ No Dagster, storage or database here; the orchestration layer runs these stages 
 
 from .decode import DecodedImage, DecodeLimits, ImageInfo, decode, decode_for_presets, draft_groups, draft_scale, probe, read_info
 from .encode import EncodedOutputs, encode_outputs, encode_png, make_preview, pixel_sha256
-from .errors import ImageRejected
+from .errors import ImageRejected, too_large
 from .preprocess import preprocess
 from .presets import DEFAULT_PRESET_IDS, PRESETS, SizePreset, get_preset
 from .quantize import Quantization
@@ -44,4 +44,5 @@ __all__ = [
     "render",
     "render_metadata",
     "render_presets",
+    "too_large",
 ]

@@ -18,23 +18,20 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from PIL import Image, ImageCms
 
-from .errors import ImageRejected
+from . import errors
+from .formats import ACCEPTED as ALLOWED_FORMATS
+from .formats import refusal_for, sniff
 from .presets import SizePreset
 
 RGB = tuple[int, int, int]
 
-ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "TIFF", "BMP")  # JPEG also yields MPO (camera multi-picture)
 MAX_LONG_SIDE = 8000  # the old service's OOM guard
 WHITE: RGB = (255, 255, 255)
 
-_MAGIC = (
-    (b"\xff\xd8\xff", "JPEG"),
-    (b"\x89PNG\r\n\x1a\n", "PNG"),
-    (b"GIF87a", "GIF"),
-    (b"GIF89a", "GIF"),
-    (b"II*\x00", "TIFF"),
-    (b"MM\x00*", "TIFF"),
-    (b"BM", "BMP"),
+_DECODER_STATUSES = (  # libImaging's codec statuses and Pillow's own load errors
+    "broken data stream", "unrecognized data stream contents", "buffer overrun", "codec configuration error",
+    "out of memory", "decoding error", "image was incomplete", "broken png file", "not enough image data",
+    "image file is truncated", "truncated file read", "truncated png file",
 )
 _SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 _ALPHA = ("RGBA", "RGBa", "LA", "La", "PA")
@@ -102,7 +99,7 @@ def probe(data: bytes, *, limits: DecodeLimits = DecodeLimits()) -> ImageInfo:
     info = _info(image, len(data))
     if image.format in ("JPEG", "MPO"):
         image.draft(image.mode, (max(1, image.width // 8), max(1, image.height // 8)))
-    _load(image)
+    _load(image, limits)
     return info
 
 
@@ -126,7 +123,7 @@ def decode(
     info = _info(image, len(data))
     if image.format in ("JPEG", "MPO"):
         _draft(image, info, fit, grey)
-    _load(image)
+    _load(image, limits)
     image = _to_srgb(image, background, "L" if grey else "RGB")
     if max(image.size) > MAX_LONG_SIDE:
         scale = MAX_LONG_SIDE / max(image.size)
@@ -184,51 +181,32 @@ def draft_scale(info: ImageInfo, preset: SizePreset) -> int:
 
 def _open(data: bytes, limits: DecodeLimits) -> Image.Image:
     if not data:
-        raise ImageRejected("empty", "the file is empty")
+        raise errors.empty()
     if len(data) > limits.max_bytes:
-        raise ImageRejected(
-            "too_large",
-            f"the file is {len(data) / 2**20:.1f} MiB, over the {limits.max_bytes / 2**20:.0f} MiB limit",
-        )
-    sniffed = _sniff(data)
+        raise errors.too_large(len(data), limits.max_bytes)
+    sniffed = sniff(data)
     if sniffed is None:
-        raise ImageRejected("unsupported_format", _describe_unknown(data))
+        raise refusal_for(data)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
-    except Image.DecompressionBombError as exc:
-        raise ImageRejected("too_many_pixels", f"the header declares an enormous image ({exc})") from None
+    except Image.DecompressionBombError:
+        raise errors.too_many_pixels(limits.max_pixels) from None
     except MemoryError:
         raise
     except Exception as exc:  # UnidentifiedImageError and whatever a plugin raised
-        raise ImageRejected("corrupt", f"the {sniffed} header is unreadable ({exc})") from None
+        if _is_truncation(exc):
+            raise errors.header_ends_early(sniffed) from None
+        raise errors.header_unreadable(sniffed) from None
     width, height = image.size
     if width < 1 or height < 1:
-        raise ImageRejected("corrupt", f"the {sniffed} header declares a {width}x{height} image")
+        raise errors.no_pixels(sniffed, image.size)
     if width * height > limits.max_pixels:
-        raise ImageRejected(
-            "too_many_pixels",
-            f"{width}x{height} is {width * height / 1e6:.0f} MP, over the {limits.max_pixels / 1e6:.0f} MP limit",
-        )
+        raise errors.too_many_pixels(limits.max_pixels, image.size)
     if image.mode not in _SUPPORTED_MODES:
-        raise ImageRejected("unsupported_format", f"{sniffed} images in Pillow mode {image.mode} are not supported")
+        raise errors.unsupported(f"{sniffed} with Pillow mode {image.mode}")
     return image
-
-
-def _sniff(data: bytes) -> str | None:
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "WEBP"
-    return next((name for magic, name in _MAGIC if data.startswith(magic)), None)
-
-
-def _describe_unknown(data: bytes) -> str:
-    head = data[:512].lstrip().lower()
-    if head.startswith((b"<!doctype html", b"<html")) or b"<html" in head:
-        return "the file is an HTML page, not an image"
-    if all(32 <= b < 127 or b in b"\t\r\n" for b in head):
-        return "the file is text, not an image"
-    return "the file is not a JPEG, PNG, WebP, GIF, TIFF or BMP image"
 
 
 def _info(image: Image.Image, byte_size: int) -> ImageInfo:
@@ -238,7 +216,7 @@ def _info(image: Image.Image, byte_size: int) -> ImageInfo:
         width, height = height, width
     icc = image.info.get("icc_profile")
     return ImageInfo(
-        format="JPEG" if image.format == "MPO" else str(image.format),
+        format=_format_name(image),
         width=width,
         height=height,
         mode=image.mode,
@@ -277,19 +255,34 @@ def _draft(image: Image.Image, info: ImageInfo, fit: SizePreset | None, grey: bo
         image.draft(mode, size)
 
 
-def _load(image: Image.Image) -> None:
+def _load(image: Image.Image, limits: DecodeLimits) -> None:
+    fmt = _format_name(image)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image.load()
-    except Image.DecompressionBombError as exc:
-        raise ImageRejected("too_many_pixels", str(exc)) from None
+    except Image.DecompressionBombError:
+        raise errors.too_many_pixels(limits.max_pixels) from None
     except MemoryError:
         raise
     except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, EOFError, ...
-        if isinstance(exc, EOFError) or "truncat" in str(exc).lower():
-            raise ImageRejected("truncated", f"the {image.format} data ends early ({exc})") from None
-        raise ImageRejected("corrupt", f"the {image.format} data is damaged ({exc})") from None
+        if _is_truncation(exc):
+            raise errors.data_ends_early(fmt, _decoder_status(exc)) from None
+        raise errors.data_damaged(fmt, _decoder_status(exc)) from None
+
+
+def _is_truncation(exc: Exception) -> bool:
+    return isinstance(exc, EOFError) or "truncat" in str(exc).lower()
+
+
+def _decoder_status(exc: Exception) -> str | None:
+    """The codec status in Pillow's message ("broken data stream", ...), from a fixed list."""
+    text = str(exc).lower()
+    return next((status for status in _DECODER_STATUSES if status in text), None)
+
+
+def _format_name(image: Image.Image) -> str:
+    return "JPEG" if image.format == "MPO" else str(image.format)
 
 
 def _to_srgb(image: Image.Image, background: RGB, mode: str) -> Image.Image:

@@ -30,7 +30,7 @@ from pydantic import Field, field_validator
 
 from render_pipeline import imaging
 from render_pipeline.keys import asset_id_for, object_key_for, render_id_for, render_object_keys
-from render_pipeline.render import events
+from render_pipeline.render import events, failures
 from render_pipeline.render.handoff import HANDOFF_IO_MANAGER
 from render_pipeline.render.scratch import RenderScratch, SpilledArray
 from render_pipeline.render.stages import Composed, DecodedSource, Encoded, Fitted, Quantized, RenderJob
@@ -327,7 +327,7 @@ def _chunks(items: Sequence[Item], size: int) -> Iterator[Sequence[Item]]:
 def _reason(exc: Exception) -> str:
     if isinstance(exc, (imaging.ImageRejected, UploadGone)):
         return str(exc)
-    return f"{type(exc).__name__}: {exc}"
+    return failures.describe(exc)
 
 
 def _ms(started: float) -> float:

@@ -110,8 +110,8 @@ def _validate(
             code, facts["reason"] = "missing", "the object no longer exists in the store"
         elif head.size > limits.max_bytes:
             etag, facts["byte_size"] = head.etag, head.size
-            code = "too_large"
-            facts["reason"] = f"the file is {head.size} bytes; the limit is {limits.max_bytes}"
+            refusal = imaging.too_large(head.size, limits.max_bytes)
+            code, facts["reason"], info_metadata = refusal.code, refusal.reason, refusal.details
         else:
             etag = head.etag
             try:
@@ -124,7 +124,7 @@ def _validate(
                 try:
                     info = imaging.probe(data, limits=limits)
                 except imaging.ImageRejected as exc:
-                    code, facts["reason"] = exc.code, exc.reason
+                    code, facts["reason"], info_metadata = exc.code, exc.reason, exc.details
                 else:
                     facts.update(format=info.format, width=info.width, height=info.height)
                     info_metadata = info.as_dict()
