@@ -55,7 +55,7 @@ def test_doctor_passes_on_a_healthy_stack(database, stack_env):
     assert set(checks) == {"configuration", "database", "object_store", "dagster_instance", "daemon",
                            "sensors_schedules"}
     assert {c["status"] for c in checks.values()} == {OK}
-    assert "schema version 002" in checks["database"]["detail"]
+    assert "schema version 003" in checks["database"]["detail"]
     assert "write, read and delete work" in checks["object_store"]["detail"]
 
 
