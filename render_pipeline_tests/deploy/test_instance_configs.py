@@ -62,6 +62,8 @@ def _assert_production_queue(instance: DagsterInstance, file_config: Mapping) ->
     concurrency = instance.get_concurrency_config()
     assert concurrency.run_queue_config.max_concurrent_runs == file_config["concurrency"]["runs"]["max_concurrent_runs"]
     assert concurrency.pool_config.default_pool_limit == file_config["concurrency"]["pools"]["default_limit"]
+    assert concurrency.run_queue_config.tag_concurrency_limits == [
+        {"key": "render_pipeline/kind", "value": "maintenance", "limit": 2}]
     assert instance.run_monitoring_enabled
     assert instance.run_monitoring_max_runtime_seconds == file_config["run_monitoring"]["max_runtime_seconds"] == 3600
     assert instance.run_monitoring_start_timeout_seconds == file_config["run_monitoring"]["start_timeout_seconds"]
