@@ -73,6 +73,7 @@ def flag_old_failed_archived(conn: psycopg.Connection, *, older_than: timedelta,
         WHERE id IN (
             SELECT id FROM renders
             WHERE status = 'failed' AND updated_at < now() - %s AND NOT metadata ? %s
+            ORDER BY updated_at  -- oldest first, along renders_failed_live_idx
             LIMIT %s FOR UPDATE SKIP LOCKED
         )
         """,
