@@ -60,7 +60,7 @@ FROM (SELECT n, md5('asset/' || n)::uuid || '/photo-' || n || '.jpg' AS key,
 """
 
 # One row per (upload n, style, default preset); r is a per-render uniform in [0, 1) taken from
-# the id's hash.  Per-upload values are computed once per upload, not once per render.
+# the last digits of the id's hash (the first ones order the ids: status must not follow id order).  Per-upload values are computed once per upload, not once per render.
 _RENDERS = """
 INSERT INTO renders (id, asset_id, style_id, size_preset_id, status, error_message, attempt, dagster_run_id,
                      style_version, created_at, updated_at, started_at, completed_at, archived_at,
@@ -108,7 +108,7 @@ FROM (
                 FROM styles s CROSS JOIN size_presets p WHERE p.is_default) c
     CROSS JOIN LATERAL (SELECT md5('render/' || u.n || '/' || c.style_id || '/' || c.preset_id) AS hex OFFSET 0) m
     CROSS JOIN LATERAL (SELECT m.hex, m.hex::uuid AS id,
-                               ('x' || substr(m.hex, 1, 7))::bit(28)::int / 268435456.0 AS r OFFSET 0) h
+                               ('x' || substr(m.hex, 26, 7))::bit(28)::int / 268435456.0 AS r OFFSET 0) h
     CROSS JOIN LATERAL (SELECT
            CASE WHEN u.age < make_interval(mins => %(in_flight)s) THEN (CASE WHEN h.r < 0.5 THEN 'queued' ELSE 'started' END)
                 WHEN h.r < %(failed)s THEN 'failed'

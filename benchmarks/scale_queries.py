@@ -7,6 +7,7 @@ from the loaded data the way a listing page or a batch would present them.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -24,6 +25,7 @@ from render_pipeline.store import uploads as upload_store
 
 REQUEUE_LIMIT = 1000 + 1  # `requeue`'s default --limit, plus the row that says "more match"
 SENSOR_PAGE = 1000  # object keys per listing page the upload sensor checks at once
+PAGE_START = uuid.UUID("80000000-0000-0000-0000-000000000000")  # a listing page mid-way through renders/
 
 
 @dataclass(frozen=True)
@@ -36,7 +38,7 @@ def _samples(conn: psycopg.Connection) -> dict:
     """Ids and keys as a listing page or a batch would present them (ids are hashes, so the
     first ones in id order are a sample across time)."""
     page = [row["id"] for row in conn.execute(
-        "SELECT id FROM renders WHERE id > %s ORDER BY id LIMIT %s", (store.FIRST_ID, LIST_PAGE_SIZE // 2))]
+        "SELECT id FROM renders WHERE id > %s ORDER BY id LIMIT %s", (PAGE_START, LIST_PAGE_SIZE // 2))]
     run_ids = [row["dagster_run_id"] for row in conn.execute(
         "SELECT dagster_run_id FROM renders WHERE dagster_run_id IS NOT NULL ORDER BY id LIMIT %s",
         (HistoryConfig().batch_size,))]
@@ -84,7 +86,7 @@ def CATALOGUE(conn: psycopg.Connection) -> list[ProductionQuery]:  # noqa: N802 
         # orphan reconciliation, per listed page
         ProductionQuery("orphans: statuses of a listed page", lambda c: store.render_statuses(c, s["page"])),
         ProductionQuery("orphans: completed in the page's id range", lambda c: store.completed_in_id_range(
-            c, after_id=store.FIRST_ID, upto_id=s["page"][-1], completed_before=now - timedelta(hours=24),
+            c, after_id=PAGE_START, upto_id=s["page"][-1], completed_before=now - timedelta(hours=24),
             limit=LIST_PAGE_SIZE)),
         ProductionQuery("orphans: registered upload keys of a page", lambda c: store.registered_object_keys(
             c, s["keys"])),
