@@ -32,8 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--error-regex", metavar="REGEX", help="error message matches this PostgreSQL regex")
     parser.add_argument("--style", dest="styles", action="append", default=[], metavar="STYLE",
                         help="only this style (repeatable)")
-    parser.add_argument("--since", type=_when, metavar="WHEN", help="failed at or after: ISO time or 30m / 6h / 2d ago")
-    parser.add_argument("--until", type=_when, metavar="WHEN", help="failed before: ISO time or 30m / 6h / 2d ago")
+    parser.add_argument("--since", type=parse_when, metavar="WHEN", help="failed at or after: ISO time or 30m / 6h / 2d ago")
+    parser.add_argument("--until", type=parse_when, metavar="WHEN", help="failed before: ISO time or 30m / 6h / 2d ago")
     parser.add_argument("--all-failed", action="store_true", help="select every failed render (no other filter needed)")
     parser.add_argument("--include-archived", action="store_true",
                         help="also failures that retention flagged archived")
@@ -50,7 +50,8 @@ def _render_id(text: str) -> uuid.UUID:
         raise argparse.ArgumentTypeError(f"{text!r} is not a render id (a UUID)") from None
 
 
-def _when(text: str) -> datetime:
+def parse_when(text: str) -> datetime:
+    """An ISO time (UTC if naive) or a span ago: 30m / 6h / 2d."""
     match = _RELATIVE.match(text.strip())
     if match:
         return datetime.now(UTC) - timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})

@@ -55,13 +55,13 @@ def run_retention(
     """
     report = RetentionReport(dry_run=config.dry_run)
     older_than = timedelta(days=config.retention_days)
-    after = store.FIRST_ID
+    after = store.FIRST_COMPLETED
     while True:
         with database.transaction() as conn:
-            rows = store.lock_expired_completed(conn, older_than=older_than, after_id=after, limit=config.batch_size)
+            rows = store.lock_expired_completed(conn, older_than=older_than, after=after, limit=config.batch_size)
             if not rows:
                 break
-            after = rows[-1]["id"]
+            after = (rows[-1]["completed_at"], rows[-1]["id"])
             report.batches += 1
             report.expired_renders += len(rows)
             if config.dry_run:

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 
 FIRST_ID = uuid.UUID(int=0)  # keyset start: sorts before every render id
+FIRST_COMPLETED = (datetime(1970, 1, 1, tzinfo=UTC), FIRST_ID)  # keyset start of lock_expired_completed
 # Failed renders flagged archived by retention carry this metadata key (their status stays
 # `failed`, so the failure stays visible in history; requeue skips them by default).
 ARCHIVED_FLAG = "archived"
@@ -22,17 +23,22 @@ ARCHIVED_FLAG = "archived"
 # ---- retention -------------------------------------------------------------------------------
 
 def lock_expired_completed(
-    conn: psycopg.Connection, *, older_than: timedelta, after_id: uuid.UUID, limit: int
+    conn: psycopg.Connection, *, older_than: timedelta, after: tuple[datetime, uuid.UUID], limit: int
 ) -> list[dict]:
-    """The next batch of completed renders older than ``older_than``, locked until commit."""
+    """The next batch of completed renders older than ``older_than`` after the keyset position
+    ``after`` (completed_at, id), in that order, locked until commit.
+
+    The keyset follows the index (`renders_completed_keyset_idx`), so each batch reads only its
+    own rows however many renders have expired; an id-ordered batch reads every expired row.
+    """
     return conn.execute(
         """
-        SELECT id, output_minio_key, preview_minio_key FROM renders
-        WHERE status = 'completed' AND completed_at < now() - %s AND id > %s
-        ORDER BY id LIMIT %s
+        SELECT id, completed_at, output_minio_key, preview_minio_key FROM renders
+        WHERE status = 'completed' AND completed_at < now() - %s AND (completed_at, id) > (%s, %s)
+        ORDER BY completed_at, id LIMIT %s
         FOR UPDATE SKIP LOCKED
         """,
-        (older_than, after_id, limit),
+        (older_than, *after, limit),
     ).fetchall()
 
 
@@ -67,6 +73,7 @@ def flag_old_failed_archived(conn: psycopg.Connection, *, older_than: timedelta,
         WHERE id IN (
             SELECT id FROM renders
             WHERE status = 'failed' AND updated_at < now() - %s AND NOT metadata ? %s
+            ORDER BY updated_at  -- oldest first, along renders_failed_live_idx
             LIMIT %s FOR UPDATE SKIP LOCKED
         )
         """,
@@ -239,6 +246,33 @@ def select_failed(
             "flag": ARCHIVED_FLAG,
             "limit": limit,
         },
+    ).fetchall()
+
+
+def failure_summary(
+    conn: psycopg.Connection,
+    *,
+    failed_after: datetime,
+    style_ids: Sequence[str] | None = None,
+    include_archived: bool = False,
+    limit: int,
+) -> list[dict]:
+    """Failed renders since ``failed_after`` counted per error message, most frequent first:
+    what an operator reads before choosing a requeue pattern."""
+    return conn.execute(
+        """
+        SELECT error_message, count(*) AS renders, min(updated_at) AS first_failed,
+               max(updated_at) AS last_failed
+        FROM renders
+        WHERE status = 'failed' AND updated_at >= %(after)s
+          AND (%(styles)s::text[] IS NULL OR style_id = ANY(%(styles)s::text[]))
+          AND (%(archived)s OR NOT metadata ? %(flag)s)
+        GROUP BY error_message
+        ORDER BY renders DESC, error_message
+        LIMIT %(limit)s
+        """,
+        {"after": failed_after, "styles": list(style_ids) if style_ids else None, "archived": include_archived,
+         "flag": ARCHIVED_FLAG, "limit": limit},
     ).fetchall()
 
 

@@ -26,12 +26,12 @@ def test_upgrade_then_status_then_downgrade(database_url):
     assert "seeded seed_styles.sql" in upgraded.stdout
 
     again = _cli("db", "upgrade", env=env)
-    assert "schema is up to date at version 002" in again.stdout
+    assert "schema is up to date at version 003" in again.stdout
 
     status = _cli("db", "status", env=env)
     assert status.returncode == 0
     assert "001_initial_schema" in status.stdout and "pending" not in status.stdout
-    assert "current version: 002 of 002" in status.stdout
+    assert "current version: 003 of 003" in status.stdout
 
     down = _cli("db", "downgrade", "--to", "1", env=env)
     assert "rolled back 002_runbook_indexes" in down.stdout

@@ -56,7 +56,7 @@ def test_doctor_passes_on_a_healthy_stack(database, stack_env):
                            "sensors_schedules", "run_queue", "dead_runs", "stuck_renders", "stuck_uploads",
                            "failure_rate"}
     assert {c["status"] for c in checks.values()} == {OK}
-    assert "schema version 002" in checks["database"]["detail"]
+    assert "schema version 003" in checks["database"]["detail"]
     assert "uploads/ and renders/ can be listed" in checks["object_store"]["detail"]
 
 

@@ -115,3 +115,18 @@ def test_bad_selection_is_rejected_clearly(database, cli, failures, args, messag
     assert result.returncode == 2
     assert message in result.stderr
     assert snapshot(database) == before
+
+
+def test_failures_counts_per_message_most_frequent_first(database, cli, failures):
+    recent = cli("failures", "--since", "3d")
+    assert recent.returncode == 0, recent.stderr
+    lines = recent.stdout.splitlines()
+    assert len(lines) == 2
+    assert lines[0].split()[0] == "6" and lines[0].endswith("decode: cannot identify image file")
+    assert lines[1].split()[0] == "3" and lines[1].endswith("upload: S3 put timed out")
+    everything = cli("failures", "--since", "30d", "--style", "pop-poster", "--include-archived")
+    counts = {line.rsplit("  ", 1)[-1]: int(line.split()[0]) for line in everything.stdout.splitlines()}
+    assert counts == {"upload: S3 put timed out": 2, "decode: cannot identify image file": 1}
+    assert "no failed renders since" in cli("failures", "--since", "1h").stdout
+    bad = cli("failures", "--limit", "0")
+    assert bad.returncode == 2 and "--limit must be between 1 and 1000" in bad.stderr

@@ -62,14 +62,13 @@ def test_dashboard_panels_query_exported_metrics():
     assert set(METRIC_NAMES) - {"render_duration_seconds"} <= used
 
 
-def test_production_instance_uses_k8s_launcher_and_a_valid_concurrency_block():
+def test_production_instance_uses_k8s_launcher_and_the_pausable_queue():
     config = yaml.safe_load((DEPLOY / "k8s/dagster.yaml").read_text())
     assert config["run_launcher"] == {**config["run_launcher"], "module": "dagster_k8s", "class": "K8sRunLauncher"}
-    assert config["run_coordinator"]["class"] == "QueuedRunCoordinator"
-    # DESIGN.md §7: a concurrency block excludes run_coordinator.config.max_concurrent_runs.
-    assert "max_concurrent_runs" not in config["run_coordinator"].get("config", {})
+    assert (config["run_coordinator"]["module"], config["run_coordinator"]["class"]) == (
+        "render_pipeline.run_queue", "PausableRunCoordinator")
+    assert isinstance(config["run_coordinator"]["config"]["max_concurrent_runs"], int)
     assert config["storage"]["custom"]["class"] == "PooledPostgresStorage"
-    assert isinstance(config["concurrency"]["runs"]["max_concurrent_runs"], int)
     assert config["run_monitoring"]["enabled"] is True
 
 
@@ -78,7 +77,9 @@ def test_helm_values_deploy_this_code_location():
     [deployment] = values["dagster-user-deployments"]["deployments"]
     assert deployment["dagsterApiGrpcArgs"] == ["-m", "render_pipeline.definitions"]
     assert values["runLauncher"]["type"] == "K8sRunLauncher"
-    assert values["dagsterDaemon"]["runCoordinator"]["type"] == "QueuedRunCoordinator"
+    coordinator = values["dagsterDaemon"]["runCoordinator"]
+    assert coordinator["type"] == "CustomRunCoordinator"
+    assert coordinator["config"]["customRunCoordinator"]["class"] == "PausableRunCoordinator"
     assert values["postgresql"]["enabled"] is False
 
 

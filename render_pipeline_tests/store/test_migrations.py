@@ -40,6 +40,20 @@ def test_upgrade_downgrade_upgrade_round_trip(conn):
     assert all(row.applied_at and row.checksum_matches for row in migrations.status(conn))
 
 
+def _render_indexes(conn) -> set[str]:
+    return {r["indexname"] for r in conn.execute("SELECT indexname FROM pg_indexes WHERE tablename='renders'")}
+
+
+def test_rolling_back_the_scale_indexes_restores_the_runbook_indexes(conn):
+    migrations.upgrade(conn)
+    scale = {"renders_failed_live_idx", "renders_failed_by_update_idx", "renders_completed_keyset_idx",
+             "renders_live_run_idx"}
+    replaced = {"renders_failed_by_time_idx", "renders_completed_at_idx"}
+    assert scale <= _render_indexes(conn) and not replaced & _render_indexes(conn)
+    migrations.downgrade(conn, to=2)
+    assert replaced <= _render_indexes(conn) and not scale & _render_indexes(conn)
+
+
 def test_downgrade_to_a_version_keeps_earlier_ones(conn):
     migrations.upgrade(conn)
     migrations.downgrade(conn, to=1)
@@ -61,15 +75,15 @@ def test_seeds_load_and_are_idempotent(conn):
 def test_a_failing_migration_leaves_the_schema_unchanged(conn, tmp_path: Path):
     directory = tmp_path / "migrations"
     shutil.copytree(migrations.MIGRATIONS_DIR, directory)
-    (directory / "003_broken.sql").write_text(
+    (directory / "004_broken.sql").write_text(
         "CREATE TABLE half_done (id int);\nALTER TABLE renders ADD COLUMN oops no_such_type;\n"
     )
-    (directory / "003_broken.rollback.sql").write_text("DROP TABLE half_done;\n")
+    (directory / "004_broken.rollback.sql").write_text("DROP TABLE half_done;\n")
 
-    with pytest.raises(migrations.MigrationError, match=r"003_broken.sql: statement 2 .*no_such_type"):
+    with pytest.raises(migrations.MigrationError, match=r"004_broken.sql: statement 2 .*no_such_type"):
         migrations.upgrade(conn, directory=directory)
     assert "half_done" not in _tables(conn)
-    assert migrations.current_version(conn) == 2  # the good migrations before it stay applied
+    assert migrations.current_version(conn) == 3  # the good migrations before it stay applied
 
 
 def test_status_flags_an_edited_migration(conn, tmp_path: Path):
