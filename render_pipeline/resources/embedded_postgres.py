@@ -56,6 +56,11 @@ def dagster_storage_url(conninfo: str, dbname: str) -> str:
     return f"postgresql+psycopg2://{user}{password}@{host}:{port}/{dbname}"
 
 
+def client_bin_dir() -> Path:
+    """Where pgserver keeps its PostgreSQL programs (pg_dump, pg_restore, psql …)."""
+    return Path(_pgserver()._commands.POSTGRES_BIN_PATH)
+
+
 def embedded_server_running(home: Path) -> bool:
     pgdata = home / "pgdata"
     info = _pgserver().utils.PostmasterInfo.read_from_pgdata(pgdata) if pgdata.is_dir() else None

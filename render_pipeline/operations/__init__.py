@@ -1,0 +1,1 @@
+"""Operator procedures that act on the whole stack: backup and restore."""
