@@ -43,7 +43,6 @@ from render_pipeline.resources.embedded_postgres import (
 from render_pipeline.resources.factory import object_store_from_settings
 from render_pipeline.resources.object_store import ObjectInfo, ObjectStore
 from render_pipeline.settings import DEFAULT_DAGSTER_DB_NAME, DEFAULT_DB_NAME, load_settings
-from render_pipeline_tests.reliability.harness import project_storage
 
 T = TypeVar("T")
 # The project's settings: the stack gets only what the test passes, never the caller's.
@@ -186,6 +185,12 @@ class LiveStack:
         restore of the database underneath)."""
         url = dagster_storage_url(self.server_uri(), DEFAULT_DAGSTER_DB_NAME)
         (self.home / "test_instance").mkdir(exist_ok=True)
-        with instance_for_test(overrides=project_storage(url), temp_dir=str(self.home / "test_instance"),
+        with instance_for_test(overrides=_plain_storage(url), temp_dir=str(self.home / "test_instance"),
                                set_dagster_home=False) as instance:
             yield instance
+
+
+def _plain_storage(url: str) -> dict:
+    """dagster-postgres without a pool: no session outlives the block (restore refuses to
+    replace a database that has sessions)."""
+    return {"storage": {"postgres": {"postgres_url": url}}}

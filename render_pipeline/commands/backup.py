@@ -6,8 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
+import psycopg
+
 from render_pipeline.operations.backup import BackupError, backup
-from render_pipeline.operations.postgres_tools import ToolFailed
+from render_pipeline.operations.postgres_tools import ToolFailed, first_line
 from render_pipeline.settings import load_settings
 
 
@@ -23,6 +25,9 @@ def run(args: argparse.Namespace) -> int:
         result = backup(settings, args.destination)
     except (BackupError, ToolFailed) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except psycopg.Error as exc:
+        print(f"error: PostgreSQL: {first_line(exc)}", file=sys.stderr)
         return 1
     manifest = result.manifest
     for name, facts in manifest["files"].items():

@@ -8,8 +8,10 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import psycopg
+
 from render_pipeline.operations.backup import BackupError
-from render_pipeline.operations.postgres_tools import ToolFailed
+from render_pipeline.operations.postgres_tools import ToolFailed, first_line
 from render_pipeline.operations.restore import RestoreResult, restore
 from render_pipeline.operations.stack import StackRunning
 from render_pipeline.settings import load_settings
@@ -29,6 +31,9 @@ def run(args: argparse.Namespace) -> int:
         result = restore(settings, args.source)
     except (BackupError, StackRunning, ToolFailed) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except psycopg.Error as exc:
+        print(f"error: PostgreSQL: {first_line(exc)}", file=sys.stderr)
         return 1
     for line in report_lines(result):
         print(line)

@@ -179,8 +179,7 @@ def verify_backup(source: Path) -> dict:
     if not (source / MANIFEST).is_file() or not (source / CHECKSUMS).is_file():
         raise BackupError(f"{source} has no {MANIFEST} / {CHECKSUMS}: not a render-pipeline backup, "
                           f"or one that never finished")
-    sums = dict(reversed(line.split("  ", 1)) for line in (source / CHECKSUMS).read_text().splitlines() if line)
-    if sums.get(MANIFEST) != _sha256(source / MANIFEST):
+    if _listed_checksums(source / CHECKSUMS).get(MANIFEST) != _sha256(source / MANIFEST):
         raise BackupError(f"{source / MANIFEST} does not match its checksum in {CHECKSUMS}: the manifest was changed")
     try:
         manifest = json.loads((source / MANIFEST).read_text())
@@ -202,6 +201,16 @@ def verify_backup(source: Path) -> dict:
                           f"code ({latest:03d}): restore with the code version it was taken with "
                           f"({manifest.get('code_version', {}).get('git') or 'see manifest.json'})")
     return manifest
+
+
+def _listed_checksums(path: Path) -> dict[str, str]:
+    """``sha256sum`` lines (`<digest>  <name>`) as name → digest; malformed lines are skipped."""
+    listed = {}
+    for line in path.read_text(errors="replace").splitlines():
+        digest, sep, name = line.partition("  ")
+        if sep:
+            listed[name] = digest
+    return listed
 
 
 def _check_file(source: Path, name: str, expected: dict | None) -> None:

@@ -13,7 +13,6 @@ import os
 import shutil
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
