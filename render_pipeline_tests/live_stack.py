@@ -123,9 +123,9 @@ class LiveStack:
         try:
             if not embedded_server_running(self.home):
                 return False
-        except AssertionError:  # pgserver read postmaster.pid while the server was writing it
+            ages = heartbeat_ages(self.dagster_database())
+        except (AssertionError, psycopg.OperationalError):  # the server is still starting up
             return False
-        ages = heartbeat_ages(self.dagster_database())
         if not REQUIRED_DAEMONS <= {name for name, age in ages.items() if age < time.time() - since}:
             return False
         with self.dagster_instance() as instance:
