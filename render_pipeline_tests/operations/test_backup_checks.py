@@ -58,10 +58,20 @@ def servers(pg_admin_url, tmp_path):
 
 @pytest.fixture(params=["local", "s3"])
 def stack(request, servers, tmp_path, monkeypatch):
-    """Settings for a stack on those servers, schema applied, two uploads and a partition."""
+    """Settings for a stack on those servers, schema applied, uploads, renders and a partition."""
+    return _prepare_stack(request, request.param, servers, tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def local_stack(request, servers, tmp_path, monkeypatch):
+    """The same on the local store only: the refusals do not depend on the store."""
+    return _prepare_stack(request, "local", servers, tmp_path, monkeypatch)
+
+
+def _prepare_stack(request, kind: str, servers, tmp_path, monkeypatch):
     app_url, dagster_url = servers
     env = {"DATABASE_URL": app_url, "DAGSTER_PG_URL": dagster_url, "RENDER_PIPELINE_HOME": str(tmp_path / "home")}
-    if request.param == "s3":
+    if kind == "s3":
         env |= {"MINIO_ENDPOINT": request.getfixturevalue("s3_endpoint"), "MINIO_ACCESS_KEY": S3_ACCESS_KEY,
                 "MINIO_SECRET_KEY": S3_SECRET_KEY, "MINIO_BUCKET": request.getfixturevalue("s3_bucket")}
     for name, value in env.items():
@@ -145,9 +155,9 @@ def test_backup_and_restore_on_configured_servers(stack, tmp_path, capsys):
 
 
 @pytest.fixture
-def backed_up(stack, tmp_path):
+def backed_up(local_stack, tmp_path):
     """A backup, then a change after it that a refused restore must leave in place."""
-    settings, store, app_url, dagster_url = stack
+    settings, store, app_url, dagster_url = local_stack
     destination = tmp_path / "good"
     backup(settings, destination, say=lambda line: None)
     _sql(app_url, "INSERT INTO assets (id, partition_key, object_key, filename, status) "
@@ -218,7 +228,7 @@ def test_restore_refuses_a_running_stack_and_a_foreign_bucket(backed_up, tmp_pat
     _refused(settings, good, "holds none of the 4 objects in the backup's inventory")
 
 
-def test_backup_refuses_an_existing_destination_in_one_line(stack, tmp_path, capsys):
+def test_backup_refuses_an_existing_destination_in_one_line(local_stack, tmp_path, capsys):
     existing = tmp_path / "taken"
     existing.mkdir()
     (existing / "keep.txt").write_text("mine")
