@@ -16,9 +16,6 @@ from render_pipeline.operations.restore import RestoreResult, restore
 from render_pipeline.operations.stack import StackRunning
 from render_pipeline.settings import load_settings
 
-IN_FLIGHT_RUNS = ("STARTING", "STARTED", "CANCELING")
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("restore", help="restore a backup into a stopped stack, then reconcile with the bucket")
     parser.add_argument("source", type=Path, metavar="SRC", help="a directory written by `render-pipeline backup`")
@@ -61,11 +58,9 @@ def report_lines(result: RestoreResult) -> list[str]:
         f"  {runs['QUEUED']} run(s) queued at backup time start; "
         f"{renders.get('queued', 0) + renders.get('started', 0)} render(s) were queued or started then",
     ]
-    in_flight = sum(runs[status] for status in IN_FLIGHT_RUNS)
-    if in_flight:
-        lines.append(f"  {in_flight} run(s) were running at backup time and have no worker now: run monitoring "
-                     f"ends them after max_runtime_seconds; terminate them in the UI (Runs) to free their "
-                     f"slots sooner, and the stale-render reaper fails or requeues their renders")
+    if result.interrupted_runs:
+        lines.append(f"  {result.interrupted_runs} run(s) executing at backup time were marked failed (their workers "
+                     f"are gone): the failure sensor fails their unfinished renders, the daemon retries each once")
     return lines
 
 

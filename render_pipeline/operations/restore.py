@@ -18,6 +18,7 @@ replace the live ones.  Reconciliation with the bucket as it is now:
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ from render_pipeline.operations.backup import (
 from render_pipeline.operations.postgres_tools import Database
 from render_pipeline.operations.stack import StackDatabases, refuse_if_running, stack_databases
 from render_pipeline.resources.database import PostgresResource
+from render_pipeline.resources.embedded_postgres import dagster_storage_url
 from render_pipeline.resources.factory import object_store_from_settings
 from render_pipeline.resources.object_store import ObjectInfo
 from render_pipeline.settings import Settings
@@ -48,6 +50,7 @@ from render_pipeline.store import uploads as uploads_store
 
 LOG = logging.getLogger(__name__)
 STAGING_SUFFIX = "_restoring"
+INTERRUPTED = "interrupted: restored from a backup taken while this run was executing; its worker is gone"
 VERSIONS_PER_QUERY = 1000
 
 
@@ -68,6 +71,7 @@ class RestoreResult:
     inventory: InventoryDiff
     lost_outputs: OrphanReport
     uploads_to_render: int
+    interrupted_runs: int
 
 
 def restore(settings: Settings, source: Path, say: Say = print) -> RestoreResult:
@@ -86,6 +90,7 @@ def restore(settings: Settings, source: Path, say: Say = print) -> RestoreResult
     with stack_databases(settings, create_embedded=True) as databases:
         refuse_if_running(settings, databases.dagster)
         _replace_databases(databases, Path(source).expanduser().absolute(), manifest, say)
+        interrupted = _fail_interrupted_runs(databases.dagster)
         database = PostgresResource(url=databases.app.libpq_url())
         try:
             with database.connection() as conn:
@@ -95,7 +100,8 @@ def restore(settings: Settings, source: Path, say: Say = print) -> RestoreResult
             uploads_to_render = _uploads_needing_runs(database, current.values())
         finally:
             database.close()
-    return RestoreResult(manifest, round(time.monotonic() - started, 3), applied, diff, lost, uploads_to_render)
+    return RestoreResult(manifest, round(time.monotonic() - started, 3), applied, diff, lost, uploads_to_render,
+                         interrupted)
 
 
 def _compare(inventory: dict[str, dict], current: dict[str, ObjectInfo]) -> InventoryDiff:
@@ -145,6 +151,27 @@ def _replace_databases(databases: StackDatabases, source: Path, manifest: dict, 
     for (target, dump, _, expected), staging in zip(plan, staged):
         pg.replace_database(target.on("postgres"), staging.name, target.name)
         say(f"restored {target.describe()} from {dump.name} ({_describe_counts(expected)})")
+
+
+def _fail_interrupted_runs(dagster: Database) -> int:
+    """Runs the backup caught executing have no worker now, and would hold their run slots
+    until run monitoring's max runtime.  Failing them hands them to the usual crash recovery:
+    the failure sensor fails their unfinished renders and the daemon retries each run once."""
+    from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+    from dagster._core.instance.ref import InstanceRef
+
+    url = dagster_storage_url(dagster.libpq_url(), dagster.name)
+    with tempfile.TemporaryDirectory(prefix="render-pipeline-restore-") as scratch:
+        ref = InstanceRef.from_dir(scratch, overrides={"storage": {"postgres": {"postgres_url": url}}})
+        instance = DagsterInstance.from_ref(ref)
+        try:
+            runs = instance.get_runs(filters=RunsFilter(statuses=[
+                DagsterRunStatus.STARTING, DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING]))
+            for run in runs:
+                instance.report_run_failed(run, message=INTERRUPTED)
+        finally:
+            instance.dispose()
+    return len(runs)
 
 
 def _describe_counts(counts: dict) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from dagster import instance_for_test
+from dagster import DagsterRun, DagsterRunStatus, instance_for_test
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
@@ -37,6 +37,7 @@ from render_pipeline.settings import load_settings
 from render_pipeline_tests.conftest import S3_ACCESS_KEY, S3_SECRET_KEY
 
 PASSWORD = "pw-" + uuid.uuid4().hex
+EXECUTING_RUN = str(uuid.uuid4())  # a run the backup catches executing
 
 
 @pytest.fixture
@@ -97,6 +98,7 @@ def _prepare_stack(request, kind: str, servers, tmp_path, monkeypatch):
             store.put(preview, b"jpeg")
     with _instance(dagster_url) as instance:
         instance.add_dynamic_partitions("uploads", ["a0/photo.jpg"])
+        instance.add_run(DagsterRun(job_name="render_uploads", run_id=EXECUTING_RUN, status=DagsterRunStatus.STARTED))
     return settings, store, app_url, dagster_url
 
 
@@ -148,6 +150,9 @@ def test_backup_and_restore_on_configured_servers(stack, tmp_path, capsys):
     renders = dict(_sql(app_url, "SELECT style_id, status FROM renders"))
     assert renders == {"duotone": "queued", "halftone": "completed"}  # the lost one requeued, for the sensor
     assert "1 completed render(s) had lost their objects: failed and requeued" in output
+    with _instance(dagster_url) as instance:  # its worker is gone: failed, so its slot frees and it is retried
+        assert instance.get_run_by_id(EXECUTING_RUN).status == DagsterRunStatus.FAILURE
+    assert "1 run(s) executing at backup time were marked failed" in output
     assert "0 gone, 0 changed, 1 (uploads/ 1) new since the backup" in output
     # Both uploads without a settled row (the registered one was requested never).
     assert "the uploads sensor renders 3 upload(s)" in output
