@@ -10,9 +10,15 @@
 
 The stack runs in its own process group with a fresh `RENDER_PIPELINE_HOME` (embedded
 PostgreSQL, local object store unless ``env`` names MINIO_ENDPOINT & co, e.g. a moto server).
-`start` returns once every daemon heartbeats and `uploads_sensor` has ticked since the start;
-leaving the context stops the stack and the embedded PostgreSQL, leaving no process behind.
+`start` returns once the sensor, scheduler and run-queue daemons heartbeat and `uploads_sensor`
+has ticked since the start; leaving the context stops the stack and the embedded PostgreSQL,
+leaving no process behind.
 Timeouts raise AssertionError with the tail of the stack's log.
+
+API: ``start()`` / ``stop()`` / ``running``; ``put_upload(key, data)`` and ``store`` (the
+stack's ObjectStore); ``cli(*args)``; ``wait_until(predicate, timeout, what)``;
+``query(sql, params)`` / ``scalar(sql, params)`` on the app database, ``app_url()``;
+``dagster_instance()`` (a context manager) and ``dagster_database()``; ``log_tail()``.
 """
 
 from __future__ import annotations
