@@ -85,7 +85,22 @@ def reconcile_orphans(
     return report
 
 
-def _reconcile_renders(database, object_store, config, cutoff, report, log) -> None:
+def requeue_lost_outputs(database: PostgresResource, object_store: ObjectStore, log: Logger, *,
+                         completed_before: datetime) -> OrphanReport:
+    """After a restore, with the stack stopped: no grace period, since nothing is in flight.
+
+    Completed renders whose objects are gone are failed and requeued.  Objects without a row
+    are counted, not deleted: they are renders made after the backup, which the upload
+    sensor's re-render of their uploads overwrites (render keys are derived from the upload),
+    and the daily job reports any that remain.
+    """
+    report = OrphanReport(dry_run=False)
+    config = OrphanConfig(requeue_missing=True)
+    _reconcile_renders(database, object_store, config, completed_before, report, log, delete_orphans=False)
+    return report
+
+
+def _reconcile_renders(database, object_store, config, cutoff, report, log, *, delete_orphans=True) -> None:
     carried: dict[uuid.UUID, list[ObjectInfo]] = {}
     covered_from = store.FIRST_ID  # every render id below this has been checked
     cursor: str | None = None
@@ -110,14 +125,16 @@ def _reconcile_renders(database, object_store, config, cutoff, report, log) -> N
                 ready = {rid: objs for rid, objs in carried.items() if rid < tail}
                 carried = {tail: carried[tail]}
                 covered_to = tail
-        _reconcile_stretch(database, object_store, config, cutoff, report, ready, stray, covered_from, covered_to, log)
+        _reconcile_stretch(database, object_store, config, cutoff, report, ready, stray, covered_from, covered_to, log,
+                           delete_orphans=delete_orphans)
         if covered_to is None:
             return
         covered_from = covered_to
         cursor = page.next_cursor
 
 
-def _reconcile_stretch(database, object_store, config, cutoff, report, ready, stray, low, high, log) -> None:
+def _reconcile_stretch(database, object_store, config, cutoff, report, ready, stray, low, high, log, *,
+                       delete_orphans) -> None:
     """One stretch of the listing: render ids in [low, high) (high None = to the end)."""
     with database.connection() as conn:
         statuses = store.render_statuses(conn, list(ready))
@@ -131,7 +148,7 @@ def _reconcile_stretch(database, object_store, config, cutoff, report, ready, st
                 report.orphan_objects_in_grace += 1
             else:
                 doomed.setdefault(render_id, []).append(obj.key)
-    if doomed and not config.dry_run:
+    if doomed and delete_orphans and not config.dry_run:
         _delete_orphans(database, object_store, doomed, report)
 
     listed = {rid: {obj.key for obj in objects} for rid, objects in ready.items()}

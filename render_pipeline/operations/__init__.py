@@ -1,1 +1,1 @@
-"""Operator procedures that act on the whole stack: pause and resume, backup and restore."""
+"""Operator procedures that act on the whole stack: pause and resume, health, backup and restore."""

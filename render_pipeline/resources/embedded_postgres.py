@@ -62,10 +62,25 @@ def dagster_storage_url(conninfo: str, dbname: str) -> str:
     return f"postgresql+psycopg2://{user}{password}@{host}:{port}/{dbname}"
 
 
+def client_bin_dir() -> Path:
+    """Where pgserver keeps its PostgreSQL programs (pg_dump, pg_restore, psql …)."""
+    return Path(_pgserver()._commands.POSTGRES_BIN_PATH)
+
+
 def embedded_server_running(home: Path) -> bool:
+    return _running_postmaster(home) is not None
+
+
+def running_server_uri(home: Path, database: str | None = None) -> str | None:
+    """The URI of the embedded server if it is running, else None; never starts it."""
+    info = _running_postmaster(home)
+    return info.get_uri(database=database) if info is not None else None
+
+
+def _running_postmaster(home: Path):
     pgdata = home / "pgdata"
     info = _pgserver().utils.PostmasterInfo.read_from_pgdata(pgdata) if pgdata.is_dir() else None
-    return info is not None and info.is_running()
+    return info if info is not None and info.is_running() else None
 
 
 def stop_embedded_server(home: Path) -> None:
