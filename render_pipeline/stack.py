@@ -21,6 +21,12 @@ from urllib.parse import quote
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from render_pipeline.resources.embedded_postgres import (
+    dagster_storage_url,
+    embedded_server_running,
+    embedded_urls,
+    ensure_database,
+)
 from render_pipeline.settings import DEFAULT_DAGSTER_DB_NAME, ConfigError, Settings
 
 STACK_FILE = "stack.json"
@@ -47,7 +53,6 @@ def prepare_databases(settings: Settings, announce: Callable[[str], None] = prin
     databases, apply migrations and load the seeds.  Safe to run from several processes at
     once (pgserver locks its start, migrations take an advisory lock)."""
     from render_pipeline.resources.database import PostgresResource
-    from render_pipeline.resources.embedded_postgres import embedded_urls
     from render_pipeline.store import migrations
 
     if settings.database.embedded:
@@ -71,8 +76,6 @@ def prepare_databases(settings: Settings, announce: Callable[[str], None] = prin
 
 def _dagster_url_beside(app_conninfo: str) -> str:
     """Dagster's storage in a `dagster` database on the app's server."""
-    from render_pipeline.resources.embedded_postgres import dagster_storage_url, ensure_database
-
     admin = make_conninfo(app_conninfo, dbname="postgres")
     try:
         ensure_database(admin, DEFAULT_DAGSTER_DB_NAME)
@@ -237,9 +240,8 @@ def use_stack_instance(settings: Settings) -> StackRecord | None:
     dagster_home = settings.home / DAGSTER_HOME_DIR
     if not os.environ.get("DAGSTER_HOME") and (dagster_home / "dagster.yaml").exists():
         os.environ["DAGSTER_HOME"] = str(dagster_home)
-    if not os.environ.get("DAGSTER_PG_URL") and settings.database.embedded and embedded_running(settings.home):
-        from render_pipeline.resources.embedded_postgres import embedded_urls
-
+    if not os.environ.get("DAGSTER_PG_URL") and settings.database.embedded and embedded_server_running(settings.home):
+    
         os.environ["DAGSTER_PG_URL"] = embedded_urls(settings.home)[1]
     return record
 
@@ -279,12 +281,6 @@ def _uses_stack_storage(dagster_home: str) -> bool:
     custom = (config.get("storage") or {}).get("custom") or {}
     return custom.get("module") == "render_pipeline.dagster_storage" and not (custom.get("config") or {}).get(
         "postgres_url")
-
-
-def embedded_running(home: Path) -> bool:
-    from render_pipeline.resources.embedded_postgres import embedded_server_running
-
-    return embedded_server_running(home)
 
 
 def _process_is_render_pipeline(pid: int) -> bool:

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from render_pipeline.operations.health import HEARTBEAT_TOLERANCE_SECONDS
+from render_pipeline.resources.embedded_postgres import embedded_server_running
 from render_pipeline.settings import ConfigError, Settings, load_settings
 from render_pipeline.stack import StackRecord, read_record, selected_configuration
 
@@ -57,17 +58,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def embedded_running(settings: Settings) -> bool:
-    from render_pipeline.stack import embedded_running as running
-
-    return running(settings.home)
-
-
 def database_for(settings: Settings, *, connect_timeout: int = 5):
     """The app database resource, refusing to start a stopped embedded server."""
     from render_pipeline.resources.database import PostgresResource
 
-    if settings.database.embedded and not embedded_running(settings):
+    if settings.database.embedded and not embedded_server_running(settings.home):
         raise CheckFailed(f"the embedded PostgreSQL under {settings.home / 'pgdata'} is not running "
                           f"(start it with `render-pipeline up`, or set DATABASE_URL)")
     database = PostgresResource.from_settings(settings.database, settings.home)

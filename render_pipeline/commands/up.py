@@ -16,14 +16,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from render_pipeline.resources.embedded_postgres import stop_embedded_server
+from render_pipeline.resources.embedded_postgres import embedded_server_running, stop_embedded_server
 from render_pipeline.resources.factory import object_store_from_settings
 from render_pipeline.resources.object_store import MissingBucket, S3ObjectStore
 from render_pipeline.settings import Settings, load_settings
 from render_pipeline.stack import (
     DAGSTER_HOME_DIR,
     DatabaseUrls,
-    embedded_running,
     new_record,
     prepare_databases,
     remove_record,
@@ -80,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: a stack is already running from {settings.home} (pid {other.pid}, {other.web_url})",
               file=sys.stderr)
         return 1
-    started_database = settings.database.embedded and not embedded_running(settings.home)
+    started_database = settings.database.embedded and not embedded_server_running(settings.home)
     try:
         env = prepare(settings, create_bucket=args.create_bucket)
     except BaseException:

@@ -12,6 +12,7 @@ from psycopg.types.json import Jsonb
 
 # A registration whose run never reported back within this time is requested again.
 REREQUEST_AFTER_SECONDS = 600
+_CLAIM_LOCK_ID = 0x55504C44  # arbitrary constant: "UPLD"
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,14 @@ def mark_requested(conn: psycopg.Connection, sightings: Sequence[UploadSighting]
     """
     if not sightings:
         return {}
+    with conn.transaction():
+        # The row's id and its partition key are both unique: ON CONFLICT (id) alone lets two
+        # racing inserts of a new key fail on the partition-key index, so claims take turns.
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_CLAIM_LOCK_ID,))
+        return _claim(conn, sightings)
+
+
+def _claim(conn: psycopg.Connection, sightings: Sequence[UploadSighting]) -> dict[uuid.UUID, datetime]:
     rows = conn.execute(
         """
         INSERT INTO assets AS a (id, partition_key, object_key, filename, etag, status, requested_at)

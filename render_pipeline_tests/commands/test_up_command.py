@@ -8,6 +8,7 @@ import yaml
 from render_pipeline.commands.up import prepare
 from render_pipeline.resources.embedded_postgres import stop_embedded_server
 from render_pipeline.settings import load_settings
+from render_pipeline.store import migrations
 
 
 def test_prepare_on_embedded_defaults(tmp_path):
@@ -15,7 +16,7 @@ def test_prepare_on_embedded_defaults(tmp_path):
     try:
         env = prepare(settings)
         with psycopg.connect(env["DATABASE_URL"]) as conn:
-            assert conn.execute("SELECT max(version) FROM schema_migrations").fetchone()[0] == 2
+            assert conn.execute("SELECT max(version) FROM schema_migrations").fetchone()[0] == migrations.latest_version()
             assert conn.execute("SELECT count(*) FROM styles").fetchone()[0] >= 4
         dagster_url = env["DAGSTER_PG_URL"]
         assert dagster_url.startswith("postgresql+psycopg2://") and "/dagster?" in dagster_url

@@ -1,5 +1,5 @@
-"""Pause and resume on the real stack (`render-pipeline up`, live daemon): uploads arriving
-while paused wait, then every one is rendered once after resume."""
+"""Pause and resume on the real stack (`render-pipeline up`, live daemon, S3 server): uploads
+arriving while paused wait, then every one is rendered once after resume."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import time
 
 from dagster import AssetKey, DagsterEventType, EventRecordsFilter
 
+from render_pipeline_tests.conftest import S3_ACCESS_KEY, S3_SECRET_KEY
 from render_pipeline_tests.imaging.inputs import jpeg
 from render_pipeline_tests.live_stack import LiveStack
 
@@ -18,8 +19,10 @@ def _completed(stack: LiveStack) -> int:
     return stack.scalar("SELECT count(*) FROM renders WHERE status = 'completed'")
 
 
-def test_uploads_sent_while_paused_are_all_rendered_once_after_resume(tmp_path):
-    with LiveStack(tmp_path / "home", env=STACK_ENV) as stack:
+def test_uploads_sent_while_paused_are_all_rendered_once_after_resume(tmp_path, s3_endpoint, s3_bucket):
+    s3 = {"MINIO_ENDPOINT": s3_endpoint, "MINIO_ACCESS_KEY": S3_ACCESS_KEY, "MINIO_SECRET_KEY": S3_SECRET_KEY,
+          "MINIO_BUCKET": s3_bucket}
+    with LiveStack(tmp_path / "home", env={**STACK_ENV, **s3}) as stack:
         for n in range(3):
             stack.put_upload(f"uploads/before{n}/photo.jpg", jpeg(seed=n))
         stack.wait_until(lambda: _completed(stack) == 3 * len(STYLES), 240, "the first renders")
