@@ -32,7 +32,7 @@ from render_pipeline.render.job import (
     render_uploads_job,
 )
 from render_pipeline.render.partitions import uploads_partitions
-from render_pipeline.render.sensors import _batches
+from render_pipeline.render.sensors import split_into_runs
 from render_pipeline.resources.database import PostgresResource
 from render_pipeline.store import renders as renders_store
 
@@ -64,7 +64,7 @@ def requeue_sensor(context: SensorEvaluationContext, database: PostgresResource)
             return SkipReason("no requeued renders waiting for a run")
         order = {key: index for index, key in enumerate(context.instance.get_dynamic_partitions(uploads_partitions.name))}
         uploads = _uploads(rows, order)
-        runs = [batch for group in _groups(uploads) for batch in _batches(group)]
+        runs = [batch for group in _groups(uploads) for batch in split_into_runs(group)]
         run_keys = {f"{claim}:{index}": batch for index, batch in enumerate(runs)}
         renders_store.assign_requeue_runs(
             conn, {key: [rid for upload in batch for rid in upload.render_ids] for key, batch in run_keys.items()}

@@ -59,8 +59,6 @@ from render_pipeline.store.uploads import UploadSighting
 
 LIST_PAGE_SIZE = 1000
 MAX_PAGES_PER_TICK = 5
-Item = TypeVar("Item")
-
 MAX_UPLOADS_PER_TICK = 400  # each new partition and run request costs the daemon time
 # A run costs seconds to launch, so new uploads share runs of up to this many (a run's memory
 # does not grow with its batch) ...
@@ -68,6 +66,7 @@ MAX_UPLOADS_PER_SENSOR_RUN = 64
 # ... but a burst is split over at least this many runs, one per run slot (dagster.yaml's
 # max_concurrent_runs), so every core renders: a run renders on one core.
 MIN_RUNS_PER_BURST = 2
+Item = TypeVar("Item")
 
 
 @dataclass
@@ -127,7 +126,7 @@ def build_uploads_sensor(render_styles: Sequence[str]):
 
         # Partitions added in one request are appended in order, so new keys form one
         # contiguous range and can share ranged runs; known partitions run on their own.
-        batches = _batches([s for s in sightings if s.partition_key in new_set])
+        batches = split_into_runs([s for s in sightings if s.partition_key in new_set])
         batches += [[s] for s in sightings if s.partition_key not in new_set]
         run_requests = [_run_request(batch, cursor.cycle, render_keys) for batch in batches]
 
@@ -183,7 +182,7 @@ def _scan(
     return sightings, invalid_keys, pages
 
 
-def _batches(sightings: Sequence[Item]) -> list[list[Item]]:
+def split_into_runs(sightings: Sequence[Item]) -> list[list[Item]]:
     """Consecutive groups of near-equal size: as few runs as MAX_UPLOADS_PER_SENSOR_RUN
     allows, but at least MIN_RUNS_PER_BURST when there are that many uploads."""
     if not sightings:
@@ -240,19 +239,20 @@ def _fail_rows_of_run(context: RunStatusSensorContext, database: PostgresResourc
     before (``not started``) or while (``unfinished``) it ran, and where the run failed."""
     run = context.dagster_run
     step_reasons: dict[str, str] = {}
-    run_reason = what
+    first_failure: str | None = None
     if isinstance(context, RunFailureSensorContext):
         for event in context.get_step_failure_events():
             error = event.event_specific_data.error if event.event_specific_data else None
             if error is None:
                 continue
             reason = f"{what} in step {event.step_key}: {_error_line(error)}"
+            first_failure = first_failure or reason
             style = style_of_step(event.step_key)
             if style is not None:
                 step_reasons.setdefault(style, reason)
-            run_reason = reason if run_reason == what else run_reason
-        if run_reason == what and context.failure_event.message:
-            run_reason = f"{what}: {failures.one_line(context.failure_event.message)}"
+        if first_failure is None and context.failure_event.message:
+            first_failure = f"{what}: {failures.one_line(context.failure_event.message)}"
+    run_reason = first_failure or what
     partitions = partition_keys_of(
         run.tags, lambda: context.instance.get_dynamic_partitions(uploads_partitions.name)
     )

@@ -10,7 +10,7 @@ import psycopg
 from psycopg import sql
 
 from render_pipeline.keys import asset_id_for, render_id_for
-from render_pipeline_tests.orchestration_helpers import definitions_for, execute, jpeg_bytes, tick
+from render_pipeline_tests.orchestration_helpers import definitions_for, jpeg_bytes, tick
 from render_pipeline_tests.reliability.harness import Pipeline
 
 STYLES = ("duotone", "halftone", "warhol-grid")
