@@ -38,7 +38,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except (DatabaseUnavailable, MigrationError, NoInstance, ObjectStoreError) as exc:
+    except ObjectStoreError as exc:
+        print(f"error: {exc.with_key()}", file=sys.stderr)
+        return EXIT_FAILURE
+    except (DatabaseUnavailable, MigrationError, NoInstance) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:

@@ -103,8 +103,8 @@ def reap_stale_renders(
             in_flight = _partitions_in_flight(instance)
         orphaned = [row for row in rows if row["partition_key"] not in in_flight]
         report.queued_waiting_for_run += len(rows) - len(orphaned)
-        requeue = [row["id"] for row in orphaned if row["attempt"] < config.max_requeues]
-        give_up = [row["id"] for row in orphaned if row["attempt"] >= config.max_requeues]
+        requeue = [row["id"] for row in orphaned if row["requeues"] < config.max_requeues]
+        give_up = [row["id"] for row in orphaned if row["requeues"] >= config.max_requeues]
         if config.dry_run:
             report.queued_requeued += len(requeue)
             report.queued_failed += len(give_up)

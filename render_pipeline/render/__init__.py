@@ -1,6 +1,7 @@
 """The render slice: how an upload becomes renders.
 
-`sensors` notices new objects under uploads/ and requests ranged runs of `job`; `uploads`
+`sensors` notices new objects under uploads/ and requests ranged runs of `job` (`requeues`
+does the same for requeued renders); `uploads`
 validates each partition; `assets` are one graph per style whose `ops` render every upload of
 the run stage by stage, handing typed `stages` items along (`handoff`) with their images in
 the run's `scratch` directory; `events` reports each partition to Dagster on its own, with
@@ -17,12 +18,12 @@ from render_pipeline import imaging
 from render_pipeline.render.assets import build_render_asset
 from render_pipeline.render.handoff import HANDOFF_IO_MANAGER, render_handoff_io_manager
 from render_pipeline.render.job import render_uploads_job
+from render_pipeline.render.requeues import requeue_sensor
 from render_pipeline.render.scratch import RenderScratch
 from render_pipeline.render.sensors import (
     build_uploads_sensor,
     render_run_canceled_sensor,
     render_run_failure_sensor,
-    requeue_sensor,
 )
 from render_pipeline.render.uploads import build_uploads_asset
 

@@ -105,7 +105,8 @@ def render_partition_events(
     checks = []
     for partition_key, asset_id in asset_ids.items():
         mine = completed_by_partition.get(partition_key, [])
-        problems = _preset_problems(uploads.get(partition_key), rows_by_upload.get(asset_id, {}), presets, mine)
+        problems = _preset_problems(uploads.get(partition_key), rows_by_upload.get(asset_id, {}), presets, mine,
+                                    style.version)
         if mine:
             yield AssetMaterialization(
                 asset_key=key,
@@ -138,10 +139,12 @@ def upload_check(facts: Mapping) -> PartitionCheck:
 
 
 def _preset_problems(
-    upload: UploadRow | None, rows: Mapping[str, Mapping], presets: Sequence[str], completed: Sequence[CompletedItem]
+    upload: UploadRow | None, rows: Mapping[str, Mapping], presets: Sequence[str], completed: Sequence[CompletedItem],
+    style_version: int,
 ) -> list[str]:
     """Why a partition's requested presets are not all rendered, one line each (empty: all
-    are completed rows at the preset's exact size whose objects the store acknowledged)."""
+    are completed rows at the preset's exact size, written by this run or — finished work a
+    retry skipped — completed earlier for this upload version and style version)."""
     if upload is None:
         return ["the upload is not registered yet"]
     if upload.status != "valid":
@@ -156,8 +159,8 @@ def _preset_problems(
             problems.append(f"{preset}: {row['status']} ({row['error_message'] or 'no reason'})")
         elif (row["width"], row["height"]) != (row["preset_width"], row["preset_height"]):
             problems.append(f"{preset}: {row['width']}×{row['height']} is not the preset size")
-        elif preset not in written:
-            problems.append(f"{preset}: completed earlier, not written by this run")
+        elif preset not in written and (row["source_sha256"], row["style_version"]) != (upload.sha256, style_version):
+            problems.append(f"{preset}: completed earlier for another upload or style version, not written by this run")
     return problems
 
 

@@ -13,7 +13,7 @@ import re
 import botocore.exceptions
 import cv2
 
-from render_pipeline.resources.object_store import ObjectStoreError
+from render_pipeline.resources.object_store import ObjectStoreError, s3_error_code
 
 _S3_OPERATIONS = {"GetObject": "get", "PutObject": "put", "HeadObject": "head", "DeleteObject": "delete",
                   "DeleteObjects": "delete", "ListObjectsV2": "list", "HeadBucket": "head bucket"}
@@ -33,29 +33,31 @@ def describe(exc: BaseException) -> str:
     """``exc`` as one line that is the same for every occurrence of the same cause."""
     name = type(exc).__name__
     if isinstance(exc, ObjectStoreError) and exc.__cause__ is not None:
-        return f"{name}: {_store_failure(exc.__cause__)}"
+        return f"{name}: {_store_failure(exc, exc.__cause__)}"
     if isinstance(exc, OSError) and exc.strerror:
         return f"{name}: {exc.strerror}"  # without the file name
     if isinstance(exc, MemoryError):
         return f"{name}: out of memory"
     if isinstance(exc, cv2.error):
         return f"OpenCV error in {exc.func or 'an OpenCV call'}: {exc.err or 'assertion failed'}"
-    text = _first_line(str(exc))
+    text = one_line(str(exc))
     return f"{name}: {text}" if text else name
 
 
-def _store_failure(cause: BaseException) -> str:
+def _store_failure(exc: ObjectStoreError, cause: BaseException) -> str:
     """The S3 operation and error code, or the kind of connection failure, without the key."""
     if isinstance(cause, botocore.exceptions.ClientError):
         operation = _S3_OPERATIONS.get(cause.operation_name, cause.operation_name)
         code = cause.response.get("Error", {}).get("Code") or "error"
-        return f"S3 {operation} failed: {code}{_S3_HINTS.get(code, '')}"
+        return f"S3 {operation} failed: {s3_error_code(cause)}{_S3_HINTS.get(code, '')}"
     if isinstance(cause, botocore.exceptions.BotoCoreError):
-        return f"S3 request failed: {type(cause).__name__}"
+        return str(exc)  # already the operation and the kind of failure, without the key or URL
     return describe(cause)
 
 
-def _first_line(text: str) -> str:
+def one_line(text: str) -> str:
+    """The first line of ``text`` without what varies per run or item (addresses, URLs,
+    paths, ids): for error text from elsewhere, e.g. a Dagster step's error."""
     line = next((part.strip() for part in text.splitlines() if part.strip()), "")
     for pattern, replacement in _NOISE:
         line = pattern.sub(replacement, line)

@@ -11,6 +11,8 @@ RENDER_RUN_TAGS = {"render_pipeline/kind": "render", "dagster/retry_strategy": "
 PARTITION_TAG = "dagster/partition"
 PARTITION_RANGE_START_TAG = "dagster/asset_partition_range_start"
 PARTITION_RANGE_END_TAG = "dagster/asset_partition_range_end"
+# A requeue run renders exactly the rows marked with its run key (metadata.requeue_run).
+REQUEUE_RUN_TAG = "render_pipeline/requeue_run"
 
 
 def partition_keys_of(tags: Mapping[str, str], ordered_keys: Callable[[], Sequence[str]]) -> list[str]:

@@ -32,6 +32,7 @@ from render_pipeline import imaging
 from render_pipeline.keys import asset_id_for, object_key_for, render_id_for, render_object_keys
 from render_pipeline.render import events, failures
 from render_pipeline.render.handoff import HANDOFF_IO_MANAGER
+from render_pipeline.render.job import REQUEUE_RUN_TAG
 from render_pipeline.render.scratch import RenderScratch, SpilledArray
 from render_pipeline.render.stages import Composed, DecodedSource, Encoded, Fitted, Quantized, RenderJob
 from render_pipeline.resources.database import PostgresResource
@@ -47,6 +48,18 @@ Result = TypeVar("Result")
 # Renders written to the store per request batch: enough to keep the connections busy, few
 # enough that their bytes (≈ 2 MB a render) stay a small part of the worker's memory.
 UPLOAD_CHUNK = 16
+STAGES = ("decode", "preprocess", "quantize", "compose", "preview", "upload")
+
+
+def _op_name(style_id: str, stage: str) -> str:
+    return f"{style_id.replace('-', '_')}_{stage}"
+
+
+def style_of_step(step_key: str) -> str | None:
+    """The style whose render graph a step (``<graph>.<op>`` or ``<op>``) belongs to."""
+    op_name = step_key.rsplit(".", 1)[-1]
+    return next((style_id for style_id in imaging.STYLES for stage in STAGES
+                 if op_name == _op_name(style_id, stage)), None)
 
 
 def render_request_config(default_presets: Sequence[str]) -> type[Config]:
@@ -74,7 +87,6 @@ def build_render_ops(
 ) -> tuple[OpDefinition, ...]:
     """The six ops of one style's render graph (names are unique per style).  The upload op
     has the asset's output and its ``presets_complete`` check output (``check_output``)."""
-    ident = style.id.replace("-", "_")
     algorithm_config = style.validate_config(None)
     grey = not style.needs_colour
     RenderRequest = render_request_config(default_presets)
@@ -85,7 +97,7 @@ def build_render_ops(
         return {"render_pipeline/style": style.id, "dagster/priority": str(stage)}
 
     def stage_op(name: str, stage: int, **kwargs):
-        return op(name=f"{ident}_{name}", out=Out(io_manager_key=HANDOFF_IO_MANAGER), pool=RENDER_POOL,
+        return op(name=_op_name(style.id, name), out=Out(io_manager_key=HANDOFF_IO_MANAGER), pool=RENDER_POOL,
                   tags=tags(stage), **kwargs)
 
     @stage_op("decode", 0, ins={"upload": In(Nothing)}, retry_policy=STORAGE_RETRY)
@@ -104,14 +116,13 @@ def build_render_ops(
         """
         presets = [imaging.get_preset(p) for p in config.presets]
         with database.connection() as conn:
-            uploads = uploads_store.uploads_by_partition(conn, context.partition_keys)
-        valid = [(pk, uploads[pk]) for pk in context.partition_keys if pk in uploads and uploads[pk].status == "valid"]
-        targets = {
-            pk: [RenderTarget(render_id_for(upload.id, style.id, p.id), upload.id, style.id, p.id) for p in presets]
-            for pk, upload in valid
-        }
-        with database.connection() as conn:
-            renders_store.start(conn, [t for group in targets.values() for t in group], run_id=context.run.run_id)
+            valid, targets = _targets_of_run(context, conn, style, presets)
+            startable = renders_store.start(conn, [t for group in targets.values() for t, _ in group],
+                                            run_id=context.run.run_id)
+        # Renders completed for the same upload and style versions (a retry, a re-execution)
+        # are not started again: their rows and objects stay as they are.
+        targets = {pk: [(t, p) for t, p in group if t.render_id in startable] for pk, group in targets.items()}
+        valid = [(pk, upload) for pk, upload in valid if targets[pk]]
 
         sources: list[DecodedSource] = []
         for partition_key, upload in valid:
@@ -120,11 +131,11 @@ def build_render_ops(
                 data = scratch.source(upload.id) or _fetch_validated(object_store, upload)
                 info = imaging.read_info(data)
             except Exception as exc:  # one bad upload must not sink the batch; its rows say why
-                _fail(database, targets[partition_key], "decode", _reason(exc))
+                _fail(database, [t for t, _ in targets[partition_key]], "decode", _reason(exc))
                 continue
-            for scale, group in imaging.draft_groups(info, presets).items():
-                jobs = [RenderJob(target, partition_key, preset, info)
-                        for target, preset in zip(targets[partition_key], presets) if preset in group]
+            todo = targets[partition_key]
+            for scale, group in imaging.draft_groups(info, [preset for _, preset in todo]).items():
+                jobs = [RenderJob(target, partition_key, preset, info) for target, preset in todo if preset in group]
                 try:
                     image = _decoded(scratch, data, (upload.id, upload.sha256, grey, scale), group[0])
                 except Exception as exc:
@@ -205,7 +216,7 @@ def build_render_ops(
     # fails only its renders, and the database pool waits out a short PostgreSQL outage; a
     # step retry would repeat every write of the batch.
     @op(
-        name=f"{ident}_upload",
+        name=_op_name(style.id, "upload"),
         out={"result": Out(is_required=False), check_output: Out(is_required=False)},
         tags=tags(5),
     )
@@ -227,10 +238,11 @@ def build_render_ops(
         for chunk in _chunks(items, UPLOAD_CHUNK):
             completed += _upload_chunk(database, object_store, chunk)
         context.log.info(f"{len(completed)} {style.id} render(s) completed")
-        asset_ids = {pk: asset_id_for(object_key_for(pk)) for pk in context.partition_keys}
         with database.connection() as conn:
+            partition_keys = _partitions_of_run(context, conn, style.id)
+            asset_ids = {pk: asset_id_for(object_key_for(pk)) for pk in partition_keys}
             rows = renders_store.rows_for(conn, list(asset_ids.values()), style.id)
-            uploads = uploads_store.uploads_by_partition(conn, context.partition_keys)
+            uploads = uploads_store.uploads_by_partition(conn, partition_keys)
         yield from events.render_partition_events(
             context, style, config.presets, asset_ids, uploads, rows, completed,
         )
@@ -268,6 +280,7 @@ def build_render_ops(
         )
         metadata["duration_ms"] = round(sum(job.timings_ms.values()), 2)
         metadata["partition_key"] = job.partition_key
+        metadata["source_sha256"] = job.target.source_sha256
         return CompletedRender(
             target=job.target,
             output_key=output_key,
@@ -282,6 +295,38 @@ def build_render_ops(
         )
 
     return decode, preprocess, quantize, compose, preview, upload
+
+
+def _targets_of_run(
+    context: OpExecutionContext, conn, style: imaging.StyleSpec, presets: Sequence[imaging.SizePreset]
+) -> tuple[list[tuple[str, uploads_store.UploadRow]], dict[str, list[tuple[RenderTarget, imaging.SizePreset]]]]:
+    """The valid uploads of the run and the renders it is asked for: every requested preset of
+    each partition, or for a requeue run exactly the rows requested in it."""
+    requested: dict[str, set[str]] | None = None
+    partition_keys = list(context.partition_keys)
+    if REQUEUE_RUN_TAG in context.run.tags:
+        requested = {}
+        for row in renders_store.requeued_for_run(conn, context.run.tags[REQUEUE_RUN_TAG], style.id):
+            requested.setdefault(row["partition_key"], set()).add(row["size_preset_id"])
+        partition_keys = [pk for pk in partition_keys if pk in requested]
+    uploads = uploads_store.uploads_by_partition(conn, partition_keys)
+    valid = [(pk, uploads[pk]) for pk in partition_keys if pk in uploads and uploads[pk].status == "valid"]
+    targets = {
+        pk: [(RenderTarget(render_id_for(upload.id, style.id, p.id), upload.id, style.id, p.id, upload.sha256,
+                           style.version), p)
+             for p in presets if requested is None or p.id in requested[pk]]
+        for pk, upload in valid
+    }
+    return valid, targets
+
+
+def _partitions_of_run(context: OpExecutionContext, conn, style_id: str) -> list[str]:
+    """The partitions the run reports on: all of its range, or those a requeue run renders."""
+    if REQUEUE_RUN_TAG not in context.run.tags:
+        return list(context.partition_keys)
+    requested = {row["partition_key"] for row in
+                 renders_store.requeued_for_run(conn, context.run.tags[REQUEUE_RUN_TAG], style_id)}
+    return [pk for pk in context.partition_keys if pk in requested]
 
 
 def _fetch_validated(object_store: ObjectStore, upload: uploads_store.UploadRow) -> bytes:

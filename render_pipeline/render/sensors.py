@@ -1,4 +1,4 @@
-"""Sensors: new uploads → runs, operator requeues → runs, failed runs → failed rows.
+"""Sensors: new uploads → runs, failed runs → failed rows (requeues: ``requeues``).
 
 The upload sensor treats the bucket listing as a cycle, not a high-water mark: each tick
 resumes where the previous one stopped, reads a bounded number of pages, asks the database in
@@ -13,6 +13,7 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 from dagster import (
     AddDynamicPartitionsRequest,
@@ -38,14 +39,17 @@ from render_pipeline.keys import (
     short_hash,
     storable_key,
 )
+from render_pipeline.render import failures
 from render_pipeline.render.events import render_asset_key
 from render_pipeline.render.job import (
     PARTITION_RANGE_END_TAG,
     PARTITION_RANGE_START_TAG,
     RENDER_RUN_TAGS,
+    REQUEUE_RUN_TAG,
     partition_keys_of,
     render_uploads_job,
 )
+from render_pipeline.render.ops import style_of_step
 from render_pipeline.render.partitions import uploads_partitions
 from render_pipeline.resources.database import PostgresResource
 from render_pipeline.resources.object_store import ObjectStore
@@ -62,7 +66,7 @@ MAX_UPLOADS_PER_SENSOR_RUN = 64
 # ... but a burst is split over at least this many runs, one per run slot (dagster.yaml's
 # max_concurrent_runs), so every core renders: a run renders on one core.
 MIN_RUNS_PER_BURST = 2
-REQUEUE_BATCH = 200
+Item = TypeVar("Item")
 
 
 @dataclass
@@ -122,7 +126,7 @@ def build_uploads_sensor(render_styles: Sequence[str]):
 
         # Partitions added in one request are appended in order, so new keys form one
         # contiguous range and can share ranged runs; known partitions run on their own.
-        batches = _batches([s for s in sightings if s.partition_key in new_set])
+        batches = split_into_runs([s for s in sightings if s.partition_key in new_set])
         batches += [[s] for s in sightings if s.partition_key not in new_set]
         run_requests = [_run_request(batch, cursor.cycle, render_keys) for batch in batches]
 
@@ -178,7 +182,7 @@ def _scan(
     return sightings, invalid_keys, pages
 
 
-def _batches(sightings: Sequence[UploadSighting]) -> list[list[UploadSighting]]:
+def split_into_runs(sightings: Sequence[Item]) -> list[list[Item]]:
     """Consecutive groups of near-equal size: as few runs as MAX_UPLOADS_PER_SENSOR_RUN
     allows, but at least MIN_RUNS_PER_BURST when there are that many uploads."""
     if not sightings:
@@ -209,37 +213,6 @@ def _run_request(batch: Sequence[UploadSighting], cycle: int, render_keys: Seque
     )
 
 
-@sensor(
-    name="requeue_sensor",
-    job=render_uploads_job,
-    minimum_interval_seconds=30,
-    default_status=DefaultSensorStatus.RUNNING,
-    description="Launches runs for renders an operator requeued (`render-pipeline requeue`).",
-)
-def requeue_sensor(context: SensorEvaluationContext, database: PostgresResource) -> SensorResult | SkipReason:
-    with database.connection() as conn:
-        rows = renders_store.requeued(conn, limit=REQUEUE_BATCH)
-    if not rows:
-        return SkipReason("no requeued renders")
-    by_upload_style: dict[tuple[str, str], list[dict]] = {}
-    for row in rows:
-        by_upload_style.setdefault((row["partition_key"], row["style_id"]), []).append(row)
-    run_requests = []
-    for (partition_key, style_id), group in by_upload_style.items():
-        key = render_asset_key(style_id)
-        run_requests.append(
-            RunRequest(
-                run_key="requeue:" + short_hash(",".join(f"{r['id']}:{r['attempt']}" for r in group)),
-                partition_key=partition_key,
-                asset_selection=[key],
-                run_config={"ops": {key.to_python_identifier(): {"config": {
-                    "presets": sorted(r["size_preset_id"] for r in group)}}}},
-                tags={**RENDER_RUN_TAGS, "render_pipeline/requeue": "true"},
-            )
-        )
-    return SensorResult(run_requests=run_requests)
-
-
 def _error_line(error) -> str:
     """One readable line for a step's error.  Dagster's own wrapper ("Exceeded max_retries of
     4", "Error occurred while executing op …") does not say what failed; the exception our code
@@ -257,32 +230,49 @@ def _error_line(error) -> str:
         if sep and "." in head and " " not in head:
             cause = f"{head.rsplit('.', 1)[-1]}: {rest}"
         line = f"{line.rstrip('.:')}: {cause}"
-    return line
+    return failures.one_line(line)
 
 
 def _fail_rows_of_run(context: RunStatusSensorContext, database: PostgresResource, what: str) -> None:
+    """Each unfinished render of the run gets its own reason: the step of its style that
+    failed and that step's error, or, if its style's steps did not fail, that the run ended
+    before (``not started``) or while (``unfinished``) it ran, and where the run failed."""
     run = context.dagster_run
-    reason = what
+    step_reasons: dict[str, str] = {}
+    first_failure: str | None = None
     if isinstance(context, RunFailureSensorContext):
         for event in context.get_step_failure_events():
             error = event.event_specific_data.error if event.event_specific_data else None
-            if error is not None:
-                reason = f"{what} in step {event.step_key}: {_error_line(error)}"
-                break
-        else:
-            if context.failure_event.message:
-                reason = f"{what}: {context.failure_event.message.strip().splitlines()[0]}"
+            if error is None:
+                continue
+            reason = f"{what} in step {event.step_key}: {_error_line(error)}"
+            first_failure = first_failure or reason
+            style = style_of_step(event.step_key)
+            if style is not None:
+                step_reasons.setdefault(style, reason)
+        if first_failure is None and context.failure_event.message:
+            first_failure = f"{what}: {failures.one_line(context.failure_event.message)}"
+    run_reason = first_failure or what
     partitions = partition_keys_of(
         run.tags, lambda: context.instance.get_dynamic_partitions(uploads_partitions.name)
     )
     retry_note = f"; requested again within {uploads_store.REREQUEST_AFTER_SECONDS // 60} minutes"
     with database.connection() as conn:
-        count = renders_store.fail_unfinished_for_run(conn, run.run_id, f"{reason} (run {run.run_id})"[:2000])
+        count = renders_store.fail_unfinished_for_run(
+            conn, run.run_id, step_reasons={style: _limited(reason, run.run_id) for style, reason in step_reasons.items()},
+            started=_limited(f"unfinished: {run_reason}", run.run_id),
+            not_started=_limited(f"not started: {run_reason}", run.run_id),
+            requeue_run=run.tags.get(REQUEUE_RUN_TAG),
+        )
         unvalidated = uploads_store.note_run_failed(
-            conn, partitions, f"{reason} (run {run.run_id}){retry_note}"[:2000]
+            conn, partitions, f"{run_reason} (run {run.run_id}){retry_note}"[:2000]
         )
     context.log.info(f"marked {count} render(s) of run {run.run_id} failed; "
                      f"{unvalidated} upload(s) left unvalidated now say why")
+
+
+def _limited(reason: str, run_id: str) -> str:
+    return f"{reason} (run {run_id})"[:2000]
 
 
 @run_failure_sensor(

@@ -66,7 +66,8 @@ def build_uploads_asset(default_presets: Sequence[str]) -> AssetsDefinition:
             if facts["status"] == "valid" and styles:
                 asset_id = asset_id_for(facts["object_key"])
                 targets = [
-                    RenderTarget(render_id_for(asset_id, style, preset), asset_id, style, preset)
+                    RenderTarget(render_id_for(asset_id, style, preset), asset_id, style, preset, facts["sha256"],
+                                 imaging.get_style(style).version)
                     for style in styles
                     for preset in default_presets
                 ]

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,19 @@ PIPELINE_PREFIXES = ("uploads/", "renders/")  # the only prefixes the pipeline r
 
 
 class ObjectStoreError(RuntimeError):
-    """A store operation failed; the message is one readable line (never credentials)."""
+    """A store operation failed; the message is one readable line (never credentials).
+
+    The message names the operation and S3's error, not the object: failures are grouped by
+    message, so the key (which differs per render) is kept apart in ``key``.
+    """
+
+    def __init__(self, message: str, *, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+
+    def with_key(self) -> str:
+        """The message with the object it concerns, for an operator reading one failure."""
+        return f"{self} (object {self.key!r})" if self.key else str(self)
 
 
 class MissingBucket(ObjectStoreError):
@@ -347,9 +360,9 @@ class S3ObjectStore(ObjectStore):
         except botocore.exceptions.ClientError as exc:
             if _error_code(exc) in ("NoSuchKey", "404"):
                 raise KeyError(key) from None
-            raise ObjectStoreError(_describe_error("get", key, exc)) from exc
+            raise ObjectStoreError(_describe_error("get", exc), key=key) from exc
         except botocore.exceptions.BotoCoreError as exc:
-            raise ObjectStoreError(_describe_error("get", key, exc)) from exc
+            raise ObjectStoreError(_describe_error("get", exc), key=key) from exc
 
     def head(self, key: str) -> ObjectInfo | None:
         check_key(key)
@@ -358,9 +371,9 @@ class S3ObjectStore(ObjectStore):
         except botocore.exceptions.ClientError as exc:
             if _error_code(exc) in ("NoSuchKey", "404", "NotFound"):
                 return None
-            raise ObjectStoreError(_describe_error("head", key, exc)) from exc
+            raise ObjectStoreError(_describe_error("head", exc), key=key) from exc
         except botocore.exceptions.BotoCoreError as exc:
-            raise ObjectStoreError(_describe_error("head", key, exc)) from exc
+            raise ObjectStoreError(_describe_error("head", exc), key=key) from exc
         return ObjectInfo(
             key=key,
             size=response["ContentLength"],
@@ -381,7 +394,7 @@ class S3ObjectStore(ObjectStore):
                     Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in batch], "Quiet": False}
                 )
             except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
-                reason = _describe_error("delete", f"{len(batch)} keys", exc)
+                reason = _describe_error("delete", exc)
                 result.errors.update({k: reason for k in batch})
                 continue
             result.deleted.extend(item["Key"] for item in response.get("Deleted", []))
@@ -412,9 +425,9 @@ class S3ObjectStore(ObjectStore):
                     f"bucket {self.bucket!r} does not exist at {self.s3.endpoint_url}: create it "
                     f"(`render-pipeline up --create-bucket`, or `mc mb`) or set MINIO_BUCKET"
                 ) from None
-            raise ObjectStoreError(_describe_error("head bucket", self.bucket, exc)) from None
+            raise ObjectStoreError(_describe_error(f"head bucket {self.bucket!r}", exc)) from None
         except botocore.exceptions.BotoCoreError as exc:
-            raise ObjectStoreError(_describe_error("connect", str(self.s3.endpoint_url), exc)) from None
+            raise ObjectStoreError(_describe_error(f"connect to {self.s3.endpoint_url}", exc)) from None
         for prefix in PIPELINE_PREFIXES:
             self.list_page(prefix, page_size=1)
 
@@ -424,9 +437,9 @@ class S3ObjectStore(ObjectStore):
             self.client.create_bucket(Bucket=self.bucket)
         except botocore.exceptions.ClientError as exc:
             if _error_code(exc) != "BucketAlreadyOwnedByYou":
-                raise ObjectStoreError(_describe_error("create bucket", self.bucket, exc)) from None
+                raise ObjectStoreError(_describe_error(f"create bucket {self.bucket!r}", exc)) from None
         except botocore.exceptions.BotoCoreError as exc:
-            raise ObjectStoreError(_describe_error("connect", str(self.s3.endpoint_url), exc)) from None
+            raise ObjectStoreError(_describe_error(f"connect to {self.s3.endpoint_url}", exc)) from None
 
     def describe(self) -> str:
         return f"s3 {self.s3.endpoint_url or 'aws'} bucket={self.bucket}"
@@ -435,20 +448,42 @@ class S3ObjectStore(ObjectStore):
         try:
             return method(**kwargs)
         except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
-            raise ObjectStoreError(_describe_error(action, key, exc)) from exc
+            raise ObjectStoreError(_describe_error(action, exc), key=key) from exc
 
 
 def _error_code(exc: botocore.exceptions.ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 
-def _describe_error(action: str, key: str, exc: Exception) -> str:
+def s3_error_code(exc: botocore.exceptions.ClientError) -> str:
+    """S3's error code, named even when S3 sent none: a HEAD response has no body, so botocore
+    reports only the HTTP status ("503"), which becomes "ServiceUnavailable (HTTP 503)" — the
+    same words a GET or PUT refused for the same reason carries."""
+    code = _error_code(exc) or "error"
+    if code.isdigit():
+        try:
+            return f"{HTTPStatus(int(code)).phrase.title().replace(' ', '').replace('-', '')} (HTTP {code})"
+        except ValueError:
+            return f"HTTP {code}"
+    return code
+
+
+def _transport_error(exc: botocore.exceptions.BotoCoreError) -> str:
+    """A failure below HTTP (timeout, refused connection) as words that stay the same for
+    every request: the exception's text would name the endpoint URL and the object key."""
+    if isinstance(exc, (botocore.exceptions.ReadTimeoutError, botocore.exceptions.ConnectTimeoutError)):
+        return f"timed out ({type(exc).__name__})"
+    return type(exc).__name__
+
+
+def _describe_error(action: str, exc: Exception) -> str:
     if isinstance(exc, botocore.exceptions.ClientError):
-        error = exc.response.get("Error", {})
-        code = error.get("Code", "error")
-        if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403"):
-            return f"S3 {action} {key!r} refused ({code}): check MINIO_ACCESS_KEY / MINIO_SECRET_KEY"
-        if code in ("NoSuchBucket",):
-            return f"S3 {action} {key!r} failed: the bucket does not exist (check MINIO_BUCKET)"
-        return f"S3 {action} {key!r} failed: {code}: {error.get('Message', '')}".rstrip(": ")
-    return f"S3 {action} {key!r} failed: {type(exc).__name__}: {exc}"
+        code = s3_error_code(exc)
+        if _error_code(exc) in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403"):
+            return f"S3 {action} refused ({code}): check MINIO_ACCESS_KEY / MINIO_SECRET_KEY"
+        if code == "NoSuchBucket":
+            return f"S3 {action} failed: the bucket does not exist (check MINIO_BUCKET)"
+        return f"S3 {action} failed: {code}"
+    if isinstance(exc, botocore.exceptions.BotoCoreError):
+        return f"S3 {action} failed: {_transport_error(exc)}"
+    return f"S3 {action} failed: {type(exc).__name__}"

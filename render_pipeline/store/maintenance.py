@@ -182,7 +182,8 @@ def stale_queued(conn: psycopg.Connection, *, older_than: timedelta, after_id: u
     """Renders queued (not picked up by any run) for longer than ``older_than``."""
     return conn.execute(
         """
-        SELECT r.id, r.attempt, a.partition_key FROM renders r JOIN assets a ON a.id = r.asset_id
+        SELECT r.id, COALESCE((r.metadata ->> 'requeues')::int, 0) AS requeues, a.partition_key
+        FROM renders r JOIN assets a ON a.id = r.asset_id
         WHERE r.status = 'queued' AND r.updated_at < now() - %s AND r.id > %s
         ORDER BY r.id LIMIT %s
         """,
@@ -278,13 +279,18 @@ def failure_summary(
 
 def requeue(conn: psycopg.Connection, render_ids: Sequence[uuid.UUID], *, reason: str,
             from_statuses: Sequence[str] = ("failed",)) -> list[uuid.UUID]:
-    """Mark renders for the requeue sensor (the orchestration contract); returns the ids marked."""
+    """Mark renders for the requeue sensor (the orchestration contract); returns the ids marked.
+
+    ``attempt`` is left alone: it counts the runs that started the render, and grows when
+    the requeued render starts.  ``metadata.requeues`` counts the requeues; dropping
+    ``requeue_run`` makes the row claimable by the requeue sensor again."""
     rows = conn.execute(
         """
         UPDATE renders SET
-            status = 'queued', attempt = attempt + 1, error_message = NULL, dagster_run_id = NULL,
-            updated_at = now(),
-            metadata = (metadata - %s) || jsonb_build_object('requeued_at', now(), 'requeue_reason', %s::text)
+            status = 'queued', error_message = NULL, dagster_run_id = NULL, updated_at = now(),
+            metadata = (metadata - %s - 'requeue_run') || jsonb_build_object(
+                'requeued_at', now(), 'requeue_reason', %s::text,
+                'requeues', COALESCE((metadata ->> 'requeues')::int, 0) + 1)
         WHERE id = ANY(%s) AND status = ANY(%s)
         RETURNING id
         """,

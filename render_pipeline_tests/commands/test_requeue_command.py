@@ -70,7 +70,8 @@ def test_requeue_by_error_pattern_and_time_window(database, database_url, failur
     requeued = {rid for rid, r in rows.items() if r["status"] == "queued"}
     assert requeued == {failures[0], failures[1], failures[2]}
     for rid in requeued:
-        assert rows[rid]["attempt"] == 2 and rows[rid]["dagster_run_id"] is None
+        assert rows[rid]["attempt"] == 1 and rows[rid]["dagster_run_id"] is None  # it grows when a run starts it
+        assert rows[rid]["metadata"]["requeues"] == 1
         assert rows[rid]["metadata"]["requeue_reason"] == "S3 outage fixed" and "requeued_at" in rows[rid]["metadata"]
         assert str(rid) in result.stdout
 

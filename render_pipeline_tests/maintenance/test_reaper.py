@@ -42,6 +42,9 @@ def _seed(database, instance):
         add("queued_lost", assets[4], "queued", timedelta(hours=7), attempt=1)
         add("queued_given_up", assets[5], "queued", timedelta(hours=7), attempt=3)
         add("queued_waiting", waiting_asset, "queued", timedelta(hours=7))
+        # requeued three times already, never started by a run
+        conn.execute("""UPDATE renders SET metadata = '{"requeues": 3}' WHERE id = ANY(%s)""",
+                     (rows["queued_given_up"],))
     return rows, hung, busy
 
 
@@ -73,7 +76,8 @@ def test_reaper_fails_stale_started_and_requeues_lost_queued(database, instance)
 
     assert {r["status"] for r in _status_of(database, rows["fresh"])} == {"started"}
     lost = _status_of(database, rows["queued_lost"])
-    assert {(r["status"], r["attempt"]) for r in lost} == {("queued", 2)}
+    # A requeue is not an attempt (no run started the render): the requeues are counted apart.
+    assert {(r["status"], r["attempt"], r["metadata"]["requeues"]) for r in lost} == {("queued", 1, 1)}
     assert all("requeued_at" in r["metadata"] for r in lost)  # the requeue sensor's contract
     assert {r["status"] for r in _status_of(database, rows["queued_given_up"])} == {"failed"}
     assert {r["status"] for r in _status_of(database, rows["queued_waiting"])} == {"queued"}

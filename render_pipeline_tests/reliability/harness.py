@@ -139,8 +139,8 @@ def requeue(database: PostgresResource, where: str, params: Sequence = (), reaso
     """The documented requeue contract (what `render-pipeline requeue` does)."""
     with database.connection() as conn:
         return conn.execute(
-            "UPDATE renders SET status='queued', attempt=attempt+1, error_message=NULL, dagster_run_id=NULL, "
-            "metadata = metadata || jsonb_build_object('requeued_at', now(), 'requeue_reason', %s::text) "
+            "UPDATE renders SET status='queued', error_message=NULL, dagster_run_id=NULL, "
+            "metadata = (metadata - 'requeue_run') || jsonb_build_object('requeued_at', now(), 'requeue_reason', %s::text) "
             f"WHERE {where}",
             (reason, *params),
         ).rowcount

@@ -37,7 +37,10 @@ def test_s3_errors_name_the_operation_and_code_not_the_key(s3_endpoint) -> None:
     puts = [_raised(lambda key=key: store.put(key, b"x")) for key in KEYS]
     gets = [_raised(lambda key=key: store.get(key)) for key in KEYS]
     assert all(isinstance(exc, ObjectStoreError) and exc.__cause__ is not None for exc in puts + gets)
-    assert KEYS[0] in str(puts[0])  # the store's own message names the key; the recorded line does not
+    # The message groups (no key in it); the key travels beside it, for an operator's one line.
+    assert [str(exc) for exc in puts] == ["S3 put failed: the bucket does not exist (check MINIO_BUCKET)"] * 2
+    assert [exc.key for exc in puts + gets] == [*KEYS, *KEYS]
+    assert puts[0].with_key() == f"{puts[0]} (object {KEYS[0]!r})"
     assert _one_line_for_all(puts) == "ObjectStoreError: S3 put failed: NoSuchBucket (check MINIO_BUCKET)"
     assert _one_line_for_all(gets) == "ObjectStoreError: S3 get failed: NoSuchBucket (check MINIO_BUCKET)"
 
@@ -45,7 +48,7 @@ def test_s3_errors_name_the_operation_and_code_not_the_key(s3_endpoint) -> None:
 def test_an_unreachable_store_is_one_line_without_its_url() -> None:
     store = make_s3_store("http://127.0.0.1:9", "bucket", max_attempts=1, connect_timeout=1)
     failures = [_raised(lambda key=key: store.get(key)) for key in KEYS]
-    assert _one_line_for_all(failures) == "ObjectStoreError: S3 request failed: EndpointConnectionError"
+    assert _one_line_for_all(failures) == "ObjectStoreError: S3 get failed: EndpointConnectionError"
 
 
 def test_os_opencv_and_memory_errors_keep_only_their_stable_text(tmp_path) -> None:

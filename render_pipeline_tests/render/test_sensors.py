@@ -23,7 +23,7 @@ def _sightings(count: int) -> list[UploadSighting]:
 ])
 def test_a_burst_is_split_into_near_equal_runs_one_per_run_slot_at_least(uploads: int, sizes: list[int]) -> None:
     sightings = _sightings(uploads)
-    batches = sensors._batches(sightings)
+    batches = sensors.split_into_runs(sightings)
     assert [len(batch) for batch in batches] == sizes
     assert [s for batch in batches for s in batch] == sightings  # contiguous, in order: ranged runs
     assert max(sizes) <= sensors.MAX_UPLOADS_PER_SENSOR_RUN
