@@ -1,6 +1,7 @@
 """`render-pipeline requeue`: re-render failed renders chosen by id, error, style and time.
 
-Marks the rows `queued` (attempt + 1, reason in metadata) in one transaction; the requeue
+Marks the rows `queued` (reason and requeue count in metadata; `attempt` grows when a run
+starts the render) in one transaction; the requeue
 sensor turns them into Dagster runs, which the UI shows tagged `render_pipeline/requeue=true`.
 """
 
