@@ -1,8 +1,8 @@
 """`render-pipeline requeue`: re-render failed renders chosen by id, error, style and time.
 
 Marks the rows `queued` (reason and requeue count in metadata; `attempt` grows when a run
-starts the render) in one transaction; the requeue
-sensor turns them into Dagster runs, which the UI shows tagged `render_pipeline/requeue=true`.
+starts the render) in one transaction; the requeue sensor turns them into Dagster runs, which
+the UI shows tagged `render_pipeline/requeue=true`.
 """
 
 from __future__ import annotations
