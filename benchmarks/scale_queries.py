@@ -95,7 +95,10 @@ def CATALOGUE(conn: psycopg.Connection) -> list[ProductionQuery]:  # noqa: N802 
             c, s["run_ids"])),
         ProductionQuery("upload sensor: versions needing runs (page)", lambda c: upload_store.versions_needing_runs(
             c, s["etags"])),
-        ProductionQuery("requeue sensor: requeued renders", lambda c: render_store.requeued(c, limit=500)),
+        ProductionQuery("requeue sensor: claim requeued renders", lambda c: render_store.claim_requeued(
+            c, "requeue:bench", limit=500)),
+        ProductionQuery("requeue run: its renders of one style", lambda c: render_store.requeued_for_run(
+            c, "requeue:bench:0", "duotone")),
         # metrics exporter (each scrape)
         ProductionQuery("metrics: render counts per style and status", store.render_counts),
         ProductionQuery("metrics: duration histogram", lambda c: store.duration_histogram(c, DURATION_BUCKETS)),

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -142,7 +141,7 @@ class StackRecord:
     secrets_set: list[str]  # names of the secret variables (and URL passwords) the stack had
 
     def is_alive(self) -> bool:
-        return _process_is_render_pipeline(self.pid)
+        return process_runs(self.pid, b"render-pipeline", b"render_pipeline")
 
     def settings_environment(self, shell: dict[str, str]) -> tuple[dict[str, str], list[str]]:
         """The stack's settings variables, secrets taken from ``shell`` where it has them;
@@ -283,16 +282,17 @@ def _uses_stack_storage(dagster_home: str) -> bool:
         "postgres_url")
 
 
-def _process_is_render_pipeline(pid: int) -> bool:
-    """Alive and still our command (a recycled pid belongs to something else)."""
+def process_runs(pid: int, *names: bytes) -> bool:
+    """Whether ``pid`` is alive and its command line names one of ``names`` (a recycled pid
+    belongs to something else).  Without /proc the signal check alone decides."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        pass
+        pass  # alive, owned by another user
     try:
         command_line = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
-        return sys.platform != "linux"  # no /proc: trust the signal check
-    return b"render-pipeline" in command_line or b"render_pipeline" in command_line
+        return True
+    return any(name in command_line for name in names)

@@ -143,3 +143,16 @@ def boto(s3_endpoint):
         "s3", endpoint_url=s3_endpoint, aws_access_key_id=S3_ACCESS_KEY,
         aws_secret_access_key=S3_SECRET_KEY, region_name="us-east-1",
     )
+
+
+# The drills on a live stack take minutes each: started first, they run beside the rest on the
+# other workers instead of trailing at the end of the suite.
+LONG_FIRST = ("operations/test_backup_restore.py", "operations/test_pause_live.py", "reliability/")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        path = item.path.as_posix()
+        return next((n for n, part in enumerate(LONG_FIRST) if part in path), len(LONG_FIRST))
+
+    items.sort(key=rank)

@@ -3,15 +3,14 @@ pipeline's own backlog, each with a count and the command that fixes it."""
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 from dagster._core.launcher import DefaultRunLauncher
 
+from render_pipeline.stack import process_runs
 from render_pipeline.store.health import PipelineCounts
 from render_pipeline.store.uploads import REREQUEST_AFTER_SECONDS
 
@@ -58,7 +57,7 @@ def dead_worker_runs(instance: DagsterInstance) -> list[tuple[str, int]]:
     dead = []
     for record in instance.get_run_records(RunsFilter(statuses=[DagsterRunStatus.STARTED])):
         pid = _worker_pid(instance, record.dagster_run.run_id)
-        if pid is not None and not _is_dagster_process(pid):
+        if pid is not None and not process_runs(pid, b"dagster"):
             dead.append((record.dagster_run.run_id, pid))
     return dead
 
@@ -71,19 +70,6 @@ def _worker_pid(instance: DagsterInstance, run_id: str) -> int | None:
         if value is not None:
             return int(value.value)
     return None
-
-
-def _is_dagster_process(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        return b"dagster" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return True
 
 
 def judge_pipeline(counts: PipelineCounts, dead_runs: list[tuple[str, int]]) -> list[tuple[str, Finding]]:

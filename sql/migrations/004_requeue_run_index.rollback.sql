@@ -1,0 +1,1 @@
+DROP INDEX renders_requeue_run_idx;
