@@ -62,7 +62,8 @@ def test_with_no_url_the_storage_is_the_one_up_would_prepare(tmp_path, monkeypat
 
     monkeypatch.setenv("RENDER_PIPELINE_HOME", str(tmp_path / "home"))
     for name in ("DAGSTER_PG_URL", "DATABASE_URL", "DB_HOST"):
-        monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv(name, "")  # recorded, so the URL the storage exports is undone after the test
+        monkeypatch.delenv(name)
     try:
         storage = PooledPostgresStorage.from_config_value(None, {})
         assert storage.run_storage.get_runs_count() == 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
 from render_pipeline.settings import load_settings
 from render_pipeline.stack import DatabaseUrls, new_record, psql_uri, read_record, running_stack, write_record
@@ -49,6 +50,9 @@ def test_a_record_counts_as_running_only_while_its_process_is_render_pipeline(tm
     try:
         record = new_record(settings, urls, "http://127.0.0.1:3000", environ=environ)
         write_record(tmp_path, record.__class__(**{**record.__dict__, "pid": stand_in.pid}))
+        deadline = time.monotonic() + 10  # a loaded machine may take a moment to exec the child
+        while running_stack(tmp_path) is None and time.monotonic() < deadline:
+            time.sleep(0.1)
         assert running_stack(tmp_path) is not None
     finally:
         stand_in.kill()
