@@ -133,9 +133,9 @@ def build_render_ops(
             except Exception as exc:  # one bad upload must not sink the batch; its rows say why
                 _fail(database, [t for t, _ in targets[partition_key]], "decode", _reason(exc))
                 continue
-            todo = targets[partition_key]
-            for scale, group in imaging.draft_groups(info, [preset for _, preset in todo]).items():
-                jobs = [RenderJob(target, partition_key, preset, info) for target, preset in todo if preset in group]
+            wanted = targets[partition_key]
+            for scale, group in imaging.draft_groups(info, [preset for _, preset in wanted]).items():
+                jobs = [RenderJob(target, partition_key, preset, info) for target, preset in wanted if preset in group]
                 try:
                     image = _decoded(scratch, data, (upload.id, upload.sha256, grey, scale), group[0])
                 except Exception as exc:
