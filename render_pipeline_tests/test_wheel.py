@@ -25,7 +25,7 @@ from render_pipeline.resources.embedded_postgres import embedded_urls, stop_embe
 from render_pipeline.store import migrations
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCES = ("pyproject.toml", "README.md", "MANIFEST.in", "dagster.yaml", "sql", "render_pipeline")
+SOURCES = ("pyproject.toml", "README.md", "MANIFEST.in", "dagster.yaml", "workspace.yaml", "sql", "render_pipeline")
 
 
 def _build_wheel(workdir: Path) -> Path:
@@ -66,10 +66,10 @@ def test_installed_wheel_upgrades_the_database_and_passes_doctor(tmp_path_factor
     bin_dir = _install(_build_wheel(workdir), workdir / "venv")
     installed = subprocess.run(
         [str(bin_dir / "python"), "-c",
-         "import render_pipeline.package_data as p; print(p.__file__); print(p.SQL_DIR); print(p.INSTANCE_TEMPLATE)"],
+         "import render_pipeline.package_data as p; print(p.__file__, p.SQL_DIR, p.INSTANCE_TEMPLATE, p.WORKSPACE_FILE)"],
         check=True, capture_output=True, text=True, cwd=workdir).stdout.split()
     assert all(Path(path).is_relative_to(workdir / "venv") for path in installed), installed
-    assert not any(Path(path).is_symlink() for path in installed[1:])  # copies, not links to a checkout
+    assert all(Path(path).exists() and not Path(path).is_symlink() for path in installed)  # copies, not links
 
     home = workdir / "home"
     dagster_home = home / "dagster_home"
