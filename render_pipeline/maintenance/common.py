@@ -17,6 +17,7 @@ __all__ = [
     "keyset_batches",
     "render_keys",
 ]
+
 ALIVE_RUN_STATUSES = (
     DagsterRunStatus.QUEUED,
     DagsterRunStatus.NOT_STARTED,
