@@ -14,11 +14,11 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
-from render_pipeline.maintenance.common import LIST_PAGE_SIZE
 from render_pipeline.maintenance.history import HistoryConfig
 from render_pipeline.maintenance.reaper import ReaperConfig
 from render_pipeline.maintenance.retention import RetentionConfig
 from render_pipeline.metrics import DURATION_BUCKETS
+from render_pipeline.resources.object_store import LIST_PAGE_SIZE
 from render_pipeline.store import maintenance as store
 from render_pipeline.store import renders as render_store
 from render_pipeline.store import uploads as upload_store

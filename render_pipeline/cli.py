@@ -26,6 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="render-pipeline", description=__doc__.splitlines()[0])
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module_info in sorted(pkgutil.iter_modules(render_pipeline.commands.__path__), key=lambda m: m.name):
+        if module_info.name.startswith("_"):  # helpers the commands share
+            continue
         module = importlib.import_module(f"render_pipeline.commands.{module_info.name}")
         module.register(subparsers)
     return parser

@@ -1,5 +1,6 @@
-"""The one Definitions object: assets, jobs, sensors and schedules with the resources the
-environment asks for (embedded PostgreSQL and a local store by default, MinIO/S3 when set)."""
+"""The one Definitions object: the render slice (`render_pipeline.render`) and the maintenance
+slice (`render_pipeline.maintenance.definitions`) with the resources the environment asks for
+(embedded PostgreSQL and a local store by default, MinIO/S3 when set)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,9 @@ import warnings
 from dagster import BetaWarning, Definitions, PreviewWarning, in_process_executor
 
 from render_pipeline import imaging
-from render_pipeline.assets.storage_usage import storage_usage
-from render_pipeline.jobs import MAINTENANCE_JOBS
+from render_pipeline.maintenance.definitions import maintenance_definitions
 from render_pipeline.render import render_definitions
 from render_pipeline.resources.factory import dagster_resources
-from render_pipeline.schedules import SCHEDULES
 from render_pipeline.settings import ConfigError, Settings, load_settings
 
 # Chosen on purpose and covered by tests: per-asset backfill policies (beta) batch backfills
@@ -26,13 +25,12 @@ def build_definitions(settings: Settings) -> Definitions:
     presets = _known(settings.default_presets, imaging.PRESETS, "RENDER_DEFAULT_PRESETS") or list(
         imaging.DEFAULT_PRESET_IDS
     )
-    maintenance = Definitions(assets=[storage_usage], jobs=MAINTENANCE_JOBS, schedules=SCHEDULES)
     shared = Definitions(
         resources=dagster_resources(settings),
         # Ops of a run share its scratch directory and handoff; parallelism comes from concurrent runs.
         executor=in_process_executor,
     )
-    return Definitions.merge(render_definitions(styles, presets), maintenance, shared)
+    return Definitions.merge(render_definitions(styles, presets), maintenance_definitions(), shared)
 
 
 def _known(ids: tuple[str, ...] | None, catalogue, variable: str) -> list[str] | None:

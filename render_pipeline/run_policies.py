@@ -1,4 +1,5 @@
-"""Run policies both slices share: retries, the render pool, and in-op backoff for storage."""
+"""Run policies both slices share: run kinds, retries, the render pool, and in-op backoff for
+storage."""
 
 from __future__ import annotations
 
@@ -11,6 +12,11 @@ from dagster import Backoff, Jitter, RetryPolicy
 
 T = TypeVar("T")
 
+# The tag the instance's concurrency limits (dagster.yaml, deploy/) and history retention
+# select runs by.
+RUN_KIND_TAG = "render_pipeline/kind"
+RENDER_KIND = {RUN_KIND_TAG: "render"}
+MAINTENANCE_KIND = {RUN_KIND_TAG: "maintenance"}
 RENDER_POOL = "render"
 # Storage and database steps ride out MinIO timeouts and brief outages (old runbook: retry
 # with exponential backoff).  Compute steps are deterministic: retrying them cannot help.

@@ -6,7 +6,6 @@ variable, instead of a traceback deep inside a run.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -115,7 +114,7 @@ def _database_settings(env: Mapping[str, str]) -> DatabaseSettings:
         try:
             conninfo_to_dict(url)
         except Exception as exc:  # psycopg raises ProgrammingError with the parse problem
-            raise ConfigError("DATABASE_URL", f"cannot be parsed: {_first_line(exc)}") from None
+            raise ConfigError("DATABASE_URL", f"cannot be parsed: {first_line(exc)}") from None
         return DatabaseSettings(conninfo=url, source="DATABASE_URL")
 
     if not any(_get(env, name) for name in db_vars):
@@ -221,9 +220,8 @@ def _flag(env: Mapping[str, str], name: str) -> bool:
     return (_get(env, name) or "").lower() in ("1", "true", "yes", "on")
 
 
-def _first_line(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-
-
-def configure_logging(level: str) -> None:
-    logging.basicConfig(level=getattr(logging, level), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def first_line(exc: BaseException) -> str:
+    """The first non-blank line of an exception's text (its type when it has none): libpq and
+    psycopg put the reason first and add context lines an operator does not need."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__

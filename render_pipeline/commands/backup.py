@@ -9,8 +9,8 @@ from pathlib import Path
 import psycopg
 
 from render_pipeline.operations.backup import BackupError, backup
-from render_pipeline.operations.postgres_tools import ToolFailed, first_line
-from render_pipeline.settings import load_settings
+from render_pipeline.operations.postgres_tools import ToolFailed
+from render_pipeline.settings import first_line, load_settings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from render_pipeline.operations.health import HEARTBEAT_TOLERANCE_SECONDS
 from render_pipeline.resources.embedded_postgres import embedded_server_running
-from render_pipeline.settings import ConfigError, Settings, load_settings
+from render_pipeline.settings import ConfigError, Settings, first_line, load_settings
 from render_pipeline.stack import StackRecord, read_record, selected_configuration
 
 CHECK_TIMEOUT_SECONDS = 20.0
@@ -164,7 +164,7 @@ def _check_dagster_instance(settings: Settings) -> str:
     try:
         runs = instance.get_runs_count()
     except Exception as exc:
-        raise CheckFailed(f"Dagster run storage does not answer: {_first_line(exc)}") from None
+        raise CheckFailed(f"Dagster run storage does not answer: {first_line(exc)}") from None
     storage = type(instance.run_storage).__name__
     if instance.is_ephemeral:
         raise CheckWarning(f"ephemeral instance ({storage}): runs are not kept; set DAGSTER_HOME")
@@ -255,7 +255,7 @@ def _timed(name: str, func: Callable[[], object], timeout: float) -> list[Check]
         except CheckFailed as exc:
             outcome.append(Check(name, FAIL, str(exc)))
         except Exception as exc:
-            outcome.append(Check(name, FAIL, f"{type(exc).__name__}: {_first_line(exc)}"))
+            outcome.append(Check(name, FAIL, f"{type(exc).__name__}: {first_line(exc)}"))
 
     thread = threading.Thread(target=target, name=f"doctor-{name}", daemon=True)
     thread.start()
@@ -300,8 +300,3 @@ def run(args: argparse.Namespace) -> int:
 
 def _when(timestamp: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(timestamp))
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

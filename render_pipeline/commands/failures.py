@@ -9,8 +9,7 @@ import argparse
 import sys
 from datetime import UTC, datetime, timedelta
 
-from render_pipeline import imaging
-from render_pipeline.commands.requeue import parse_when
+from render_pipeline.commands._arguments import parse_when, selection_problem
 from render_pipeline.resources.database import PostgresResource
 from render_pipeline.settings import load_settings
 from render_pipeline.store import maintenance as store
@@ -29,12 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if not 1 <= args.limit <= 1000:
-        print(f"error: --limit must be between 1 and 1000 (got {args.limit})", file=sys.stderr)
-        return 2
-    unknown = [s for s in args.styles if s not in imaging.STYLES]
-    if unknown:
-        print(f"error: unknown style(s) {', '.join(unknown)}; choose from {', '.join(imaging.STYLES)}", file=sys.stderr)
+    problem = selection_problem(limit=args.limit, most=1000, styles=args.styles)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     since = args.since or datetime.now(UTC) - timedelta(hours=24)
     settings = load_settings()

@@ -8,20 +8,15 @@ the UI shows tagged `render_pipeline/requeue=true`.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import uuid
-from datetime import UTC, datetime, timedelta
 
 import psycopg
 
-from render_pipeline import imaging
+from render_pipeline.commands._arguments import parse_when, selection_problem
 from render_pipeline.resources.database import PostgresResource
 from render_pipeline.settings import load_settings
 from render_pipeline.store import maintenance as store
-
-_RELATIVE = re.compile(r"^(\d+)([mhd])$")
-_UNITS = {"m": "minutes", "h": "hours", "d": "days"}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -51,30 +46,15 @@ def _render_id(text: str) -> uuid.UUID:
         raise argparse.ArgumentTypeError(f"{text!r} is not a render id (a UUID)") from None
 
 
-def parse_when(text: str) -> datetime:
-    """An ISO time (UTC if naive) or a span ago: 30m / 6h / 2d."""
-    match = _RELATIVE.match(text.strip())
-    if match:
-        return datetime.now(UTC) - timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is neither an ISO time nor like 30m / 6h / 2d") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 def run(args: argparse.Namespace) -> int:
     selectors = (args.ids, args.error_like, args.error_regex, args.styles, args.since, args.until)
     if not args.all_failed and not any(selectors):
         print("error: choose renders with --id, --error-like, --error-regex, --style, --since/--until, "
               "or --all-failed", file=sys.stderr)
         return 2
-    if not 1 <= args.limit <= 100_000:
-        print(f"error: --limit must be between 1 and 100000 (got {args.limit})", file=sys.stderr)
-        return 2
-    unknown = [s for s in args.styles if s not in imaging.STYLES]
-    if unknown:
-        print(f"error: unknown style(s) {', '.join(unknown)}; choose from {', '.join(imaging.STYLES)}", file=sys.stderr)
+    problem = selection_problem(limit=args.limit, most=100_000, styles=args.styles)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
 
     settings = load_settings()

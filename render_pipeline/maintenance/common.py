@@ -1,9 +1,23 @@
-"""What the maintenance procedures share: run kinds and statuses, config range checks."""
+"""What the maintenance procedures share: run kinds and statuses, keyset batches, config range
+checks."""
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import TypeVar
 
 from dagster import DagsterRunStatus
 
-RENDER_KIND = {"render_pipeline/kind": "render"}
-MAINTENANCE_KIND = {"render_pipeline/kind": "maintenance"}
+from render_pipeline.run_policies import MAINTENANCE_KIND, RENDER_KIND
+
+__all__ = [
+    "ALIVE_RUN_STATUSES",
+    "FINISHED_RUN_STATUSES",
+    "MAINTENANCE_KIND",
+    "RENDER_KIND",
+    "in_range",
+    "keyset_batches",
+    "render_keys",
+]
+
 ALIVE_RUN_STATUSES = (
     DagsterRunStatus.QUEUED,
     DagsterRunStatus.NOT_STARTED,
@@ -12,7 +26,25 @@ ALIVE_RUN_STATUSES = (
     DagsterRunStatus.CANCELING,
 )
 FINISHED_RUN_STATUSES = (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED)
-LIST_PAGE_SIZE = 1000
+
+Position = TypeVar("Position")
+
+
+def keyset_batches(
+    fetch: Callable[[Position], Sequence[dict]], start: Position, position: Callable[[dict], Position], *, limit: int
+) -> Iterator[Sequence[dict]]:
+    """Each non-empty batch of ``fetch(after)`` (at most ``limit`` rows in keyset order), the
+    next resuming after the last row of the one before; a short batch is the last.  The
+    position moves on whatever was done to the rows, so a batch left as it was is not read
+    again and every pass ends."""
+    after = start
+    while True:
+        rows = fetch(after)
+        if rows:
+            yield rows
+        if len(rows) < limit:
+            return
+        after = position(rows[-1])
 
 
 def in_range(name: str, value: int, low: int, high: int, unit: str = "") -> int:

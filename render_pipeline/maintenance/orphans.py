@@ -4,6 +4,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from logging import Logger
+from operator import itemgetter
 
 from dagster import Config, DagsterInstance
 from pydantic import field_validator
@@ -16,10 +17,10 @@ from render_pipeline.keys import (
     partition_key_for,
     storable_key,
 )
-from render_pipeline.maintenance.common import LIST_PAGE_SIZE, in_range, render_keys
+from render_pipeline.maintenance.common import in_range, keyset_batches, render_keys
 from render_pipeline.render.partitions import uploads_partitions
 from render_pipeline.resources.database import PostgresResource
-from render_pipeline.resources.object_store import ObjectInfo, ObjectStore
+from render_pipeline.resources.object_store import LIST_PAGE_SIZE, ObjectInfo, ObjectStore
 from render_pipeline.store import maintenance as store
 from render_pipeline.store import uploads as uploads_store
 
@@ -152,20 +153,18 @@ def _reconcile_stretch(database, object_store, config, cutoff, report, ready, st
         _delete_orphans(database, object_store, doomed, report)
 
     listed = {rid: {obj.key for obj in objects} for rid, objects in ready.items()}
-    missing: list[uuid.UUID] = []
-    after = low
-    while True:
+    def completed_after(after_id: uuid.UUID) -> list[dict]:
         with database.connection() as conn:
-            rows = store.completed_in_id_range(conn, after_id=_just_below(after), upto_id=high, completed_before=cutoff,
+            return store.completed_in_id_range(conn, after_id=after_id, upto_id=high, completed_before=cutoff,
                                                limit=config.page_size)
+
+    missing: list[uuid.UUID] = []
+    for rows in keyset_batches(completed_after, _just_below(low), itemgetter("id"), limit=config.page_size):
         for row in rows:
             absent = [key for key in render_keys(row) if key not in listed.get(row["id"], set())]
             # Confirm with HEAD: the listing is a moment ago, and a key may live elsewhere.
             if absent and any(object_store.head(key) is None for key in absent):
                 missing.append(row["id"])
-        if len(rows) < config.page_size:
-            break
-        after = _just_above(rows[-1]["id"])
     report.missing_outputs += len(missing)
     if missing and not config.dry_run:
         with database.connection() as conn:
@@ -235,7 +234,3 @@ def _render_id_of(key: str) -> uuid.UUID | None:
 
 def _just_below(render_id: uuid.UUID) -> uuid.UUID:
     return uuid.UUID(int=render_id.int - 1) if render_id.int else render_id
-
-
-def _just_above(render_id: uuid.UUID) -> uuid.UUID:
-    return uuid.UUID(int=render_id.int + 1)

@@ -7,7 +7,7 @@ from logging import Logger
 from dagster import Config
 from pydantic import field_validator
 
-from render_pipeline.maintenance.common import in_range, render_keys
+from render_pipeline.maintenance.common import in_range, keyset_batches, render_keys
 from render_pipeline.resources.database import PostgresResource
 from render_pipeline.resources.object_store import S3_DELETE_BATCH, ObjectStore
 from render_pipeline.store import maintenance as store
@@ -55,32 +55,22 @@ def run_retention(
     """
     report = RetentionReport(dry_run=config.dry_run)
     older_than = timedelta(days=config.retention_days)
-    after = store.FIRST_COMPLETED
-    while True:
+
+    def next_batch(after: tuple) -> list[dict]:
         with database.transaction() as conn:
             rows = store.lock_expired_completed(conn, older_than=older_than, after=after, limit=config.batch_size)
-            if not rows:
-                break
-            after = (rows[-1]["completed_at"], rows[-1]["id"])
-            report.batches += 1
-            report.expired_renders += len(rows)
-            if config.dry_run:
-                continue
-            keys = [key for row in rows for key in render_keys(row)]
-            result = object_store.delete_many(keys)
-            gone = set(result.deleted)
-            # Not servable once any of its objects is gone; a leftover object of an archived
-            # render is deleted by orphan reconciliation.
-            archived = [row["id"] for row in rows if any(key in gone for key in render_keys(row))]
-            report.archived_renders += store.archive_completed(conn, archived)
-            report.objects_deleted += len(gone)
-            report.delete_errors += len(result.errors)
-            report.first_errors += [f"{key}: {error}" for key, error in result.errors.items()][: 5 - len(report.first_errors)]
-        if result.errors:
-            log.error(f"retention stopped: {len(result.errors)} object(s) could not be deleted; "
+            if rows and not config.dry_run:
+                _archive_batch(conn, object_store, rows, report, log)
+        return rows
+
+    for rows in keyset_batches(next_batch, store.FIRST_COMPLETED, lambda row: (row["completed_at"], row["id"]),
+                               limit=config.batch_size):
+        report.batches += 1
+        report.expired_renders += len(rows)
+        if report.delete_errors:
+            log.error(f"retention stopped: {report.delete_errors} object(s) could not be deleted; "
                       f"their renders stay completed for the next run")
             break
-        log.info(f"retention batch {report.batches}: archived {len(archived)} of {len(rows)} render(s)")
 
     failed_age = timedelta(days=config.failed_archive_days)
     if config.dry_run:
@@ -94,3 +84,19 @@ def run_retention(
             if flagged < config.batch_size:
                 break
     return report
+
+
+def _archive_batch(conn, object_store: ObjectStore, rows: list[dict], report: RetentionReport, log: Logger) -> None:
+    """Delete the objects of one locked batch and archive the renders whose objects are gone."""
+    keys = [key for row in rows for key in render_keys(row)]
+    result = object_store.delete_many(keys)
+    gone = set(result.deleted)
+    # Not servable once any of its objects is gone; a leftover object of an archived render is
+    # deleted by orphan reconciliation.
+    archived = [row["id"] for row in rows if any(key in gone for key in render_keys(row))]
+    report.archived_renders += store.archive_completed(conn, archived)
+    report.objects_deleted += len(gone)
+    report.delete_errors += len(result.errors)
+    report.first_errors += [f"{key}: {error}" for key, error in result.errors.items()][: 5 - len(report.first_errors)]
+    if not result.errors:
+        log.info(f"retention: archived {len(archived)} of {len(rows)} expired render(s)")

@@ -65,11 +65,6 @@ class Database:
         return make_conninfo(self.conninfo, password=self.password) if self.password else self.conninfo
 
 
-def first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__
-
-
 def bin_dir() -> Path:
     configured = os.environ.get("PG_BIN_DIR", "").strip()
     if configured:

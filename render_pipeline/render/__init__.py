@@ -1,11 +1,11 @@
 """The render slice: how an upload becomes renders.
 
 `sensors` notices new objects under uploads/ and requests ranged runs of `job` (`requeues`
-does the same for requeued renders); `uploads`
-validates each partition; `assets` are one graph per style whose `ops` render every upload of
-the run stage by stage, handing typed `stages` items along (`handoff`) with their images in
-the run's `scratch` directory; `events` reports each partition to Dagster on its own, with
-the UI `metadata` it shows.
+does the same for requeued renders); `uploads` validates each partition; `assets` are one
+graph per style whose `ops` render every upload of the run (`targets` picks its renders)
+stage by stage, handing typed `stages` items along (`handoff`) with their images in the run's
+`scratch` directory; `events` reports each partition to Dagster on its own, with the UI
+`metadata` it shows.
 """
 
 from __future__ import annotations

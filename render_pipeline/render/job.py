@@ -6,8 +6,10 @@ from collections.abc import Callable, Mapping, Sequence
 
 from dagster import AssetKey, AssetSelection, define_asset_job, in_process_executor
 
+from render_pipeline.run_policies import RENDER_KIND
+
 # Render runs pass images between ops in memory, so a run retry must re-execute every step.
-RENDER_RUN_TAGS = {"render_pipeline/kind": "render", "dagster/retry_strategy": "ALL_STEPS"}
+RENDER_RUN_TAGS = {**RENDER_KIND, "dagster/retry_strategy": "ALL_STEPS"}
 PARTITION_TAG = "dagster/partition"
 PARTITION_RANGE_START_TAG = "dagster/asset_partition_range_start"
 PARTITION_RANGE_END_TAG = "dagster/asset_partition_range_end"

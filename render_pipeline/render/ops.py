@@ -29,12 +29,12 @@ from PIL import Image
 from pydantic import Field, field_validator
 
 from render_pipeline import imaging
-from render_pipeline.keys import asset_id_for, object_key_for, render_id_for, render_object_keys
+from render_pipeline.keys import asset_id_for, object_key_for, render_object_keys
 from render_pipeline.render import events, failures
 from render_pipeline.render.handoff import HANDOFF_IO_MANAGER
-from render_pipeline.render.job import REQUEUE_RUN_TAG
 from render_pipeline.render.scratch import RenderScratch, SpilledArray
 from render_pipeline.render.stages import Composed, DecodedSource, Encoded, Fitted, Quantized, RenderJob
+from render_pipeline.render.targets import UploadGone, fetch_validated, partitions_of_run, targets_of_run
 from render_pipeline.resources.database import PostgresResource
 from render_pipeline.resources.object_store import ObjectStore
 from render_pipeline.run_policies import RENDER_POOL, STORAGE_RETRY, with_backoff
@@ -88,19 +88,33 @@ def build_render_ops(
     """The six ops of one style's render graph (names are unique per style).  The upload op
     has the asset's output and its ``presets_complete`` check output (``check_output``)."""
     algorithm_config = style.validate_config(None)
-    grey = not style.needs_colour
     RenderRequest = render_request_config(default_presets)
+    return (
+        _decode_op(style, RenderRequest),
+        _preprocess_op(style),
+        _quantize_op(style, algorithm_config),
+        _compose_op(style, algorithm_config),
+        _preview_op(style),
+        _upload_op(style, RenderRequest, algorithm_config, check_output),
+    )
 
-    def tags(stage: int) -> dict[str, str]:
-        # Later stages outrank earlier ones, so the in-process executor finishes one style's
-        # batch before decoding the next style's.
-        return {"render_pipeline/style": style.id, "dagster/priority": str(stage)}
 
-    def stage_op(name: str, stage: int, **kwargs):
-        return op(name=_op_name(style.id, name), out=Out(io_manager_key=HANDOFF_IO_MANAGER), pool=RENDER_POOL,
-                  tags=tags(stage), **kwargs)
+def _tags(style: imaging.StyleSpec, stage: int) -> dict[str, str]:
+    # Later stages outrank earlier ones, so the in-process executor finishes one style's batch
+    # before decoding the next style's.
+    return {"render_pipeline/style": style.id, "dagster/priority": str(stage)}
 
-    @stage_op("decode", 0, ins={"upload": In(Nothing)}, retry_policy=STORAGE_RETRY)
+
+def _stage_op(style: imaging.StyleSpec, name: str, **kwargs):
+    """The decorator of a stage op that hands its items to the next one in memory."""
+    return op(name=_op_name(style.id, name), out=Out(io_manager_key=HANDOFF_IO_MANAGER), pool=RENDER_POOL,
+              tags=_tags(style, STAGES.index(name)), **kwargs)
+
+
+def _decode_op(style: imaging.StyleSpec, RenderRequest: type[Config]) -> OpDefinition:
+    grey = not style.needs_colour
+
+    @_stage_op(style, "decode", ins={"upload": In(Nothing)}, retry_policy=STORAGE_RETRY)
     def decode(
         context: OpExecutionContext,
         config: RenderRequest,
@@ -116,7 +130,7 @@ def build_render_ops(
         """
         presets = [imaging.get_preset(p) for p in config.presets]
         with database.connection() as conn:
-            valid, targets = _targets_of_run(context, conn, style, presets)
+            valid, targets = targets_of_run(context, conn, style, presets)
             startable = renders_store.start(conn, [t for group in targets.values() for t, _ in group],
                                             run_id=context.run.run_id)
         # Renders completed for the same upload and style versions (a retry, a re-execution)
@@ -128,7 +142,7 @@ def build_render_ops(
         for partition_key, upload in valid:
             started = time.perf_counter()
             try:
-                data = scratch.source(upload.id) or _fetch_validated(object_store, upload)
+                data = scratch.source(upload.id) or fetch_validated(object_store, upload)
                 info = imaging.read_info(data)
             except Exception as exc:  # one bad upload must not sink the batch; its rows say why
                 _fail(database, [t for t, _ in targets[partition_key]], "decode", _reason(exc))
@@ -137,7 +151,7 @@ def build_render_ops(
             for scale, group in imaging.draft_groups(info, [preset for _, preset in wanted]).items():
                 jobs = [RenderJob(target, partition_key, preset, info) for target, preset in wanted if preset in group]
                 try:
-                    image = _decoded(scratch, data, (upload.id, upload.sha256, grey, scale), group[0])
+                    image = _decoded(scratch, data, (upload.id, upload.sha256, grey, scale), group[0], grey)
                 except Exception as exc:
                     _fail(database, [job.target for job in jobs], "decode", _reason(exc))
                     continue
@@ -146,14 +160,19 @@ def build_render_ops(
                 started = time.perf_counter()
         return sources
 
-    def _decoded(scratch: RenderScratch, data: bytes, key: tuple, preset: imaging.SizePreset) -> SpilledArray:
-        """The decode of ``data`` for ``preset``'s draft scale, made once per run and key."""
-        spilled = scratch.decoded(key)
-        if spilled is None:
-            spilled = scratch.keep_decoded(key, np.asarray(imaging.decode(data, fit=preset, grey=grey).image))
-        return spilled
+    return decode
 
-    @stage_op("preprocess", 1)
+
+def _decoded(scratch: RenderScratch, data: bytes, key: tuple, preset: imaging.SizePreset, grey: bool) -> SpilledArray:
+    """The decode of ``data`` for ``preset``'s draft scale, made once per run and key."""
+    spilled = scratch.decoded(key)
+    if spilled is None:
+        spilled = scratch.keep_decoded(key, np.asarray(imaging.decode(data, fit=preset, grey=grey).image))
+    return spilled
+
+
+def _preprocess_op(style: imaging.StyleSpec) -> OpDefinition:
+    @_stage_op(style, "preprocess")
     def preprocess(database: PostgresResource, scratch: RenderScratch, sources: list[DecodedSource]) -> list[Fitted]:
         """Fit each decoded upload to each of its presets (crop or pad to the exact size)."""
 
@@ -166,7 +185,11 @@ def build_render_ops(
 
         return _each(database, sources, "preprocess", work, jobs=lambda source: source.jobs)
 
-    @stage_op("quantize", 2)
+    return preprocess
+
+
+def _quantize_op(style: imaging.StyleSpec, algorithm_config: dict) -> OpDefinition:
+    @_stage_op(style, "quantize")
     def quantize(database: PostgresResource, scratch: RenderScratch, items: list[Fitted]) -> list[Quantized]:
         """Reduce each fitted image to the style's palette (fixed-seed k-means on a sample)."""
 
@@ -178,7 +201,11 @@ def build_render_ops(
 
         return _each(database, items, "quantize", work)
 
-    @stage_op("compose", 3)
+    return quantize
+
+
+def _compose_op(style: imaging.StyleSpec, algorithm_config: dict) -> OpDefinition:
+    @_stage_op(style, "compose")
     def compose(database: PostgresResource, scratch: RenderScratch, items: list[Quantized]) -> list[Composed]:
         """Draw the style (palette mapping, ink outlines, dots, panels) at the preset size."""
 
@@ -194,7 +221,11 @@ def build_render_ops(
 
         return _each(database, items, "compose", work)
 
-    @stage_op("preview", 4)
+    return compose
+
+
+def _preview_op(style: imaging.StyleSpec) -> OpDefinition:
+    @_stage_op(style, "preview")
     def preview(database: PostgresResource, scratch: RenderScratch, items: list[Composed]) -> list[Encoded]:
         """Encode the output PNG and the 512 px JPEG preview."""
 
@@ -212,13 +243,18 @@ def build_render_ops(
 
         return _each(database, items, "preview", work)
 
+    return preview
+
+
+def _upload_op(style: imaging.StyleSpec, RenderRequest: type[Config], algorithm_config: dict,
+               check_output: str) -> OpDefinition:
     # No step retry: each write is retried in the op (with_backoff) so that one failing object
     # fails only its renders, and the database pool waits out a short PostgreSQL outage; a
     # step retry would repeat every write of the batch.
     @op(
         name=_op_name(style.id, "upload"),
         out={"result": Out(is_required=False), check_output: Out(is_required=False)},
-        tags=tags(5),
+        tags=_tags(style, STAGES.index("upload")),
     )
     def upload(
         context: OpExecutionContext,
@@ -236,10 +272,10 @@ def build_render_ops(
         """
         completed: list[events.CompletedItem] = []
         for chunk in _chunks(items, UPLOAD_CHUNK):
-            completed += _upload_chunk(database, object_store, chunk)
+            completed += _upload_chunk(database, object_store, chunk, style, algorithm_config)
         context.log.info(f"{len(completed)} {style.id} render(s) completed")
         with database.connection() as conn:
-            partition_keys = _partitions_of_run(context, conn, style.id)
+            partition_keys = partitions_of_run(context, conn, style.id)
             asset_ids = {pk: asset_id_for(object_key_for(pk)) for pk in partition_keys}
             rows = renders_store.rows_for(conn, list(asset_ids.values()), style.id)
             uploads = uploads_store.uploads_by_partition(conn, partition_keys)
@@ -248,102 +284,56 @@ def build_render_ops(
         )
         yield Output(None, output_name=check_output)
 
-    def _upload_chunk(
-        database: PostgresResource, object_store: ObjectStore, chunk: Sequence[Encoded]
-    ) -> list[events.CompletedItem]:
-        started = time.perf_counter()
-        objects = []
-        for item in chunk:
-            output_key, preview_key = render_object_keys(item.job.target.render_id)
-            objects += [(output_key, item.output_png.load(), "image/png"),
-                        (preview_key, item.preview_jpeg.load(), "image/jpeg")]
-        try:
-            with_backoff(lambda: object_store.put_many(objects))
-        except Exception as exc:
-            _fail(database, [item.job.target for item in chunk], "upload", _reason(exc))
-            return []
-        upload_ms = _ms(started) / len(chunk)
-        done = []
-        with database.connection() as conn:
-            for item, (_, png, _), (_, jpeg, _) in zip(chunk, objects[0::2], objects[1::2]):
-                job = item.job.timed("upload", upload_ms)
-                record = _completed_record(job, item)
-                renders_store.complete(conn, record)
-                done.append(events.CompletedItem(job.partition_key, record, jpeg))
-        return done
-
-    def _completed_record(job: RenderJob, item: Encoded) -> CompletedRender:
-        output_key, preview_key = render_object_keys(job.target.render_id)
-        metadata = imaging.render_metadata(
-            style, job.preset, algorithm_config, info=job.source, palette=item.palette,
-            pixels_sha256=item.pixels_sha256, timings_ms=job.timings_ms,
-        )
-        metadata["duration_ms"] = round(sum(job.timings_ms.values()), 2)
-        metadata["partition_key"] = job.partition_key
-        metadata["source_sha256"] = job.target.source_sha256
-        return CompletedRender(
-            target=job.target,
-            output_key=output_key,
-            preview_key=preview_key,
-            output_sha256=item.output_sha256,
-            output_bytes=item.output_png.size,
-            width=job.preset.width,
-            height=job.preset.height,
-            style_version=style.version,
-            algorithm_config=dict(algorithm_config),
-            render_metadata=metadata,
-        )
-
-    return decode, preprocess, quantize, compose, preview, upload
+    return upload
 
 
-def _targets_of_run(
-    context: OpExecutionContext, conn, style: imaging.StyleSpec, presets: Sequence[imaging.SizePreset]
-) -> tuple[list[tuple[str, uploads_store.UploadRow]], dict[str, list[tuple[RenderTarget, imaging.SizePreset]]]]:
-    """The valid uploads of the run and the renders it is asked for: every requested preset of
-    each partition, or for a requeue run exactly the rows requested in it."""
-    requested: dict[str, set[str]] | None = None
-    partition_keys = list(context.partition_keys)
-    if REQUEUE_RUN_TAG in context.run.tags:
-        requested = {}
-        for row in renders_store.requeued_for_run(conn, context.run.tags[REQUEUE_RUN_TAG], style.id):
-            requested.setdefault(row["partition_key"], set()).add(row["size_preset_id"])
-        partition_keys = [pk for pk in partition_keys if pk in requested]
-    uploads = uploads_store.uploads_by_partition(conn, partition_keys)
-    valid = [(pk, uploads[pk]) for pk in partition_keys if pk in uploads and uploads[pk].status == "valid"]
-    targets = {
-        pk: [(RenderTarget(render_id_for(upload.id, style.id, p.id), upload.id, style.id, p.id, upload.sha256,
-                           style.version), p)
-             for p in presets if requested is None or p.id in requested[pk]]
-        for pk, upload in valid
-    }
-    return valid, targets
-
-
-def _partitions_of_run(context: OpExecutionContext, conn, style_id: str) -> list[str]:
-    """The partitions the run reports on: all of its range, or those a requeue run renders."""
-    if REQUEUE_RUN_TAG not in context.run.tags:
-        return list(context.partition_keys)
-    requested = {row["partition_key"] for row in
-                 renders_store.requeued_for_run(conn, context.run.tags[REQUEUE_RUN_TAG], style_id)}
-    return [pk for pk in context.partition_keys if pk in requested]
-
-
-def _fetch_validated(object_store: ObjectStore, upload: uploads_store.UploadRow) -> bytes:
-    """The upload's bytes from the store, only if they are still the version validated."""
+def _upload_chunk(
+    database: PostgresResource, object_store: ObjectStore, chunk: Sequence[Encoded], style: imaging.StyleSpec,
+    algorithm_config: dict,
+) -> list[events.CompletedItem]:
+    started = time.perf_counter()
+    objects = []
+    for item in chunk:
+        output_key, preview_key = render_object_keys(item.job.target.render_id)
+        objects += [(output_key, item.output_png.load(), "image/png"),
+                    (preview_key, item.preview_jpeg.load(), "image/jpeg")]
     try:
-        data = with_backoff(lambda: object_store.get(upload.object_key))
-    except KeyError:
-        raise UploadGone("the upload object no longer exists") from None
-    if upload.sha256 and hashlib.sha256(data).hexdigest() != upload.sha256:
-        # The sensor sees the new ETag and requests a run that validates and renders it.
-        raise UploadGone("the upload changed after it was validated; its new version is validated "
-                         "and rendered by a new run")
-    return data
+        with_backoff(lambda: object_store.put_many(objects))
+    except Exception as exc:
+        _fail(database, [item.job.target for item in chunk], "upload", _reason(exc))
+        return []
+    upload_ms = _ms(started) / len(chunk)
+    done = []
+    with database.connection() as conn:
+        for item, (_, png, _), (_, jpeg, _) in zip(chunk, objects[0::2], objects[1::2]):
+            job = item.job.timed("upload", upload_ms)
+            record = _completed_record(job, item, style, algorithm_config)
+            renders_store.complete(conn, record)
+            done.append(events.CompletedItem(job.partition_key, record, jpeg))
+    return done
 
 
-class UploadGone(Exception):
-    """The validated version of an upload can no longer be read; the message says why."""
+def _completed_record(job: RenderJob, item: Encoded, style: imaging.StyleSpec, algorithm_config: dict) -> CompletedRender:
+    output_key, preview_key = render_object_keys(job.target.render_id)
+    metadata = imaging.render_metadata(
+        style, job.preset, algorithm_config, info=job.source, palette=item.palette,
+        pixels_sha256=item.pixels_sha256, timings_ms=job.timings_ms,
+    )
+    metadata["duration_ms"] = round(sum(job.timings_ms.values()), 2)
+    metadata["partition_key"] = job.partition_key
+    metadata["source_sha256"] = job.target.source_sha256
+    return CompletedRender(
+        target=job.target,
+        output_key=output_key,
+        preview_key=preview_key,
+        output_sha256=item.output_sha256,
+        output_bytes=item.output_png.size,
+        width=job.preset.width,
+        height=job.preset.height,
+        style_version=style.version,
+        algorithm_config=dict(algorithm_config),
+        render_metadata=metadata,
+    )
 
 
 def _each(

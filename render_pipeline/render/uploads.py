@@ -95,41 +95,7 @@ def _validate(
         "partition_key": partition_key, "object_key": object_key, "status": "valid", "code": None,
         "reason": None, "format": None, "width": None, "height": None, "byte_size": None, "sha256": None,
     }
-    code: str | None = None
-    etag: str | None = None
-    info_metadata: dict = {}
-    try:
-        head = object_store.head(object_key)
-    except InvalidKey as exc:  # e.g. a local file that is a symlink out of the store root
-        code, facts["reason"] = "invalid_key", str(exc)
-        # Keep the version the sensor registered, so the same object is not requested again.
-        with database.connection() as conn:
-            registered = uploads_store.uploads_by_partition(conn, [partition_key]).get(partition_key)
-        etag = registered.etag if registered else None
-    else:
-        if head is None:
-            code, facts["reason"] = "missing", "the object no longer exists in the store"
-        elif head.size > limits.max_bytes:
-            etag, facts["byte_size"] = head.etag, head.size
-            refusal = imaging.too_large(head.size, limits.max_bytes)
-            code, facts["reason"], info_metadata = refusal.code, refusal.reason, refusal.details
-        else:
-            etag = head.etag
-            try:
-                data = object_store.get(object_key)
-            except KeyError:
-                code, facts["reason"] = "missing", "the object was deleted while being validated"
-            else:
-                facts["byte_size"] = len(data)
-                facts["sha256"] = hashlib.sha256(data).hexdigest()
-                try:
-                    info = imaging.probe(data, limits=limits)
-                except imaging.ImageRejected as exc:
-                    code, facts["reason"], info_metadata = exc.code, exc.reason, exc.details
-                else:
-                    facts.update(format=info.format, width=info.width, height=info.height)
-                    info_metadata = info.as_dict()
-                    scratch.keep_source(asset_id_for(object_key), data)
+    code, etag, info_metadata = _inspect(database, object_store, scratch, limits, facts)
     if code is not None:
         facts["status"], facts["code"] = "invalid", code
         context.log.warning(f"upload {partition_key!r} is invalid: {code}: {facts['reason']}")
@@ -152,3 +118,42 @@ def _validate(
         )
     return facts
 
+
+def _inspect(
+    database: PostgresResource, object_store: ObjectStore, scratch: RenderScratch, limits: imaging.DecodeLimits,
+    facts: dict,
+) -> tuple[str | None, str | None, dict]:
+    """Read and probe the upload's object, filling in ``facts``: (its refusal code, None when it
+    is valid; the ETag of the version judged; the metadata of what was found)."""
+    partition_key, object_key = facts["partition_key"], facts["object_key"]
+    try:
+        head = object_store.head(object_key)
+    except InvalidKey as exc:  # e.g. a local file that is a symlink out of the store root
+        facts["reason"] = str(exc)
+        # Keep the version the sensor registered, so the same object is not requested again.
+        with database.connection() as conn:
+            registered = uploads_store.uploads_by_partition(conn, [partition_key]).get(partition_key)
+        return "invalid_key", registered.etag if registered else None, {}
+    if head is None:
+        facts["reason"] = "the object no longer exists in the store"
+        return "missing", None, {}
+    if head.size > limits.max_bytes:
+        facts["byte_size"] = head.size
+        refusal = imaging.too_large(head.size, limits.max_bytes)
+        facts["reason"] = refusal.reason
+        return refusal.code, head.etag, refusal.details
+    try:
+        data = object_store.get(object_key)
+    except KeyError:
+        facts["reason"] = "the object was deleted while being validated"
+        return "missing", head.etag, {}
+    facts["byte_size"] = len(data)
+    facts["sha256"] = hashlib.sha256(data).hexdigest()
+    try:
+        info = imaging.probe(data, limits=limits)
+    except imaging.ImageRejected as exc:
+        facts["reason"] = exc.reason
+        return exc.code, head.etag, exc.details
+    facts.update(format=info.format, width=info.width, height=info.height)
+    scratch.keep_source(asset_id_for(object_key), data)
+    return None, head.etag, info.as_dict()

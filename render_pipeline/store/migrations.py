@@ -14,7 +14,8 @@ from pathlib import Path
 
 import psycopg
 
-SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
+from render_pipeline.package_data import SQL_DIR
+
 MIGRATIONS_DIR = SQL_DIR / "migrations"
 SEED_FILES = ("seed_styles.sql", "seed_size_presets.sql")
 _LOCK_ID = 0x52454E44  # arbitrary constant: "REND"

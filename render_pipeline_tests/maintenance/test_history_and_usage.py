@@ -7,18 +7,18 @@ from datetime import timedelta
 from dagster import (
     AssetKey,
     DagsterRunStatus,
-    Definitions,
     RunRequest,
     build_schedule_context,
     materialize,
 )
 from dagster._core.test_utils import create_run_for_test
 
-from render_pipeline.assets.storage_usage import storage_usage
-from render_pipeline.jobs import MAINTENANCE_JOBS, dagster_history_retention_job
 from render_pipeline.maintenance.common import MAINTENANCE_KIND, RENDER_KIND
+from render_pipeline.maintenance.definitions import maintenance_definitions
 from render_pipeline.maintenance.history import prune_dagster_history
-from render_pipeline.schedules import SCHEDULES, stale_render_reaper_schedule
+from render_pipeline.maintenance.jobs import MAINTENANCE_JOBS, dagster_history_retention_job
+from render_pipeline.maintenance.schedules import SCHEDULES, stale_render_reaper_schedule
+from render_pipeline.maintenance.storage_usage import storage_usage
 from render_pipeline_tests.maintenance.scenario import STYLES, insert_asset, insert_render, put_all
 
 
@@ -74,7 +74,9 @@ def test_storage_usage_asset_records_bytes_per_prefix(local_store, instance):
 def test_schedules_request_runs_and_skip_while_one_is_in_flight(instance):
     assert all(s.default_status.value == "RUNNING" for s in SCHEDULES)
     assert {s.job_name for s in SCHEDULES} == {job.name for job in MAINTENANCE_JOBS}
-    Definitions(jobs=MAINTENANCE_JOBS, schedules=SCHEDULES, assets=[storage_usage])  # they resolve together
+    maintenance = maintenance_definitions()  # the slice holds every job its schedules run
+    assert {job.name for job in maintenance.jobs} == {job.name for job in MAINTENANCE_JOBS}
+    assert [asset.key for asset in maintenance.assets] == [storage_usage.key]
 
     with build_schedule_context(instance=instance) as context:
         assert isinstance(stale_render_reaper_schedule.evaluate_tick(context).run_requests[0], RunRequest)

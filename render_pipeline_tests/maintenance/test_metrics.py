@@ -11,7 +11,7 @@ from dagster._core.storage.dagster_run import DagsterRun
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 from prometheus_client.parser import text_string_to_metric_families
 
-from render_pipeline.assets.storage_usage import storage_usage
+from render_pipeline.maintenance.storage_usage import storage_usage
 from render_pipeline.metrics import METRIC_NAMES, RenderPipelineCollector, serve
 from render_pipeline_tests.conftest import make_s3_store
 from render_pipeline_tests.maintenance.scenario import STYLES, insert_asset, insert_render, put_all

@@ -8,7 +8,7 @@ import os
 import time
 from datetime import UTC, datetime, timedelta
 
-from render_pipeline.jobs import orphan_reconciliation_job
+from render_pipeline.maintenance.jobs import orphan_reconciliation_job
 from render_pipeline.keys import partition_key_for, render_object_keys
 from render_pipeline.maintenance.orphans import OUTPUT_MISSING, OrphanConfig, reconcile_orphans
 from render_pipeline.resources.object_store import LocalObjectStore

@@ -9,7 +9,7 @@ from datetime import timedelta
 from dagster import DagsterRunStatus
 from dagster._core.test_utils import create_run_for_test
 
-from render_pipeline.jobs import stale_render_reaper_job
+from render_pipeline.maintenance.jobs import stale_render_reaper_job
 from render_pipeline.maintenance.common import RENDER_KIND
 from render_pipeline.maintenance.reaper import ReaperConfig, reap_stale_renders
 from render_pipeline_tests.maintenance.scenario import STYLES, insert_asset, insert_render, snapshot

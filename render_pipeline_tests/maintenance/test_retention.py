@@ -13,7 +13,7 @@ import pytest
 from dagster import DagsterInstance
 from pydantic import PrivateAttr
 
-from render_pipeline.jobs import retention_cleanup_job
+from render_pipeline.maintenance.jobs import retention_cleanup_job
 from render_pipeline.keys import render_object_keys
 from render_pipeline.maintenance.retention import RetentionConfig, run_retention
 from render_pipeline.resources.object_store import DeleteResult, LocalObjectStore, S3ObjectStore

@@ -50,6 +50,24 @@ def secret_env(database, database_url, proxy, s3_bucket, monkeypatch) -> dict[st
         conn.execute("DROP ROLE render_app")
 
 
+def _recorded_texts(instance, defs, database) -> dict[str, str]:
+    """What the instance, the UI and the tables hold after the runs, by where it is."""
+    texts: dict[str, str] = {}
+    for run in instance.get_runs():
+        texts[f"run {run.run_id} record (tags, config)"] = serialize_value(run)
+        texts[f"run {run.run_id} event log"] = "\n".join(serialize_value(e) for e in instance.all_logs(run.run_id))
+    texts["UI view of the definitions (resources, sensors, jobs)"] = serialize_value(
+        RepositorySnap.from_def(defs.get_repository_def())
+    )
+    with database.connection() as conn:
+        texts["assets table"] = str(conn.execute("SELECT * FROM assets").fetchall())
+        texts["renders table"] = str(conn.execute("SELECT * FROM renders").fetchall())
+    for path in Path(instance.root_directory).rglob("*"):
+        if path.is_file():
+            texts[f"instance file {path.name}"] = path.read_bytes().decode("utf-8", "replace")
+    return texts
+
+
 def test_no_credentials_anywhere(secret_env, proxy, boto, s3_bucket, database, caplog, capfd, tmp_path):
     caplog.set_level(logging.DEBUG)
     (tmp_path / "dagster_home").mkdir()
@@ -79,19 +97,8 @@ def test_no_credentials_anywhere(secret_env, proxy, boto, s3_bucket, database, c
             Pipeline(broken_defs, instance).tick()
         error_text = "".join([str(excinfo.value), repr(excinfo.value)])
 
-        texts: dict[str, str] = {"exception from the failed tick": error_text, "renders after the failure": failed_rows}
-        for run in instance.get_runs():
-            texts[f"run {run.run_id} record (tags, config)"] = serialize_value(run)
-            texts[f"run {run.run_id} event log"] = "\n".join(serialize_value(e) for e in instance.all_logs(run.run_id))
-        texts["UI view of the definitions (resources, sensors, jobs)"] = serialize_value(
-            RepositorySnap.from_def(defs.get_repository_def())
-        )
-        with database.connection() as conn:
-            texts["assets table"] = str(conn.execute("SELECT * FROM assets").fetchall())
-            texts["renders table"] = str(conn.execute("SELECT * FROM renders").fetchall())
-        for path in Path(instance.root_directory).rglob("*"):
-            if path.is_file():
-                texts[f"instance file {path.name}"] = path.read_bytes().decode("utf-8", "replace")
+        texts = {"exception from the failed tick": error_text, "renders after the failure": failed_rows,
+                 **_recorded_texts(instance, defs, database)}
 
     captured = capfd.readouterr()
     texts["stdout"], texts["stderr"] = captured.out, captured.err

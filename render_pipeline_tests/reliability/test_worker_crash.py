@@ -162,16 +162,7 @@ def test_render_pool_limit_holds_and_a_crashed_runs_slot_is_freed(
     instance = limited_instance
     defs = definitions_for(patient_s3_env, presets=PRESETS)
     pipeline = Pipeline(defs, instance)
-    requests = []
-    for name in ("c1", "c2", "c3"):
-        boto.put_object(Bucket=s3_bucket, Key=f"uploads/{name}/p.jpg", Body=jpeg_bytes(64, 48, seed=ord(name[1])))
-        # Validated here; the workers then render only, as a requeue does, so their decode
-        # fetches the object (a full run decodes the bytes its validation kept) and a held GET
-        # holds a run inside its pool step.
-        [validate] = pipeline.tick()
-        assert execute(defs, instance, validate.with_replaced_attrs(asset_selection=[AssetKey("uploads")])).success
-        requests.append(RunRequest(run_key=f"render-{name}", partition_key=f"{name}/p.jpg",
-                                   asset_selection=[render_asset_key("duotone")], tags=RENDER_RUN_TAGS))
+    requests = _validated_render_requests(pipeline, defs, instance, boto, s3_bucket, ("c1", "c2", "c3"))
 
     hold_a = threading.Event()
     # Decode GETs (each source's 2nd GET, after validation's): A's hangs while it holds the
@@ -207,17 +198,7 @@ def test_render_pool_limit_holds_and_a_crashed_runs_slot_is_freed(
         # The dead run still holds the slot: nothing else may run a pool op yet.
         assert decode_gets("c2") == 1 and decode_gets("c3") == 1
 
-        # Detection (reaper: A's renders are stale and its run is still STARTED → canceled),
-        # then the daemon's slot sweep frees the slots of ended runs.
-        with database.connection() as conn:
-            conn.execute("UPDATE renders SET started_at = started_at - interval '2 hours' WHERE dagster_run_id = %s",
-                         (run_a.run_id,))
-        report = reap_stale_renders(database, instance, ReaperConfig(started_limit_minutes=60),
-                                    logging.getLogger("reaper"))
-        assert report.runs_canceled == 1
-        time.sleep(1.5)  # free_slots_after_run_end_seconds
-        list(execute_concurrency_slots_iteration(SimpleNamespace(instance=instance), logging.getLogger("daemon")))
-        freed_at = time.time()
+        freed_at = _reap_and_free_slots(database, instance, run_a.run_id)
 
         results = {}
         for name in ("b", "c"):
@@ -230,16 +211,48 @@ def test_render_pool_limit_holds_and_a_crashed_runs_slot_is_freed(
             if process.poll() is None:
                 process.kill()
 
-    run_ids = [run_a.run_id, results["b"]["run_id"], results["c"]["run_id"]]
-    intervals = [(s, min(e, freed_at), label) for s, e, label in _pool_step_intervals(instance, run_ids)]
-    assert len(intervals) >= 11  # A's decode + B's and C's five pool steps each
-    assert _max_overlap(intervals) <= POOL_LIMIT, sorted(intervals)
-    # ...while the runs themselves did overlap in time (the limit, not luck, serialised them).
-    b, c = (instance.get_run_record_by_id(results[n]["run_id"]) for n in ("b", "c"))
-    assert max(b.start_time, c.start_time) < min(b.end_time, c.end_time)
-    assert instance.event_log_storage.get_concurrency_info(RENDER_POOL).claimed_slots == []
+    _assert_pool_steps_serialised(instance, run_a.run_id, [results["b"]["run_id"], results["c"]["run_id"]], freed_at)
 
     requeue(database, "status = 'failed'")
     assert all(o.success for o in pipeline.launch(pipeline.requeue_tick()))
     result = audit(database, list_keys(boto, s3_bucket, ""), styles=("duotone",), presets=PRESETS)
     assert not result.problems and result.renders == {"completed": 3}, result.summary()
+
+
+def _validated_render_requests(pipeline, defs, instance, boto, s3_bucket, names) -> list[RunRequest]:
+    """One upload per name, validated here; the requests then render only, as a requeue does,
+    so their decode fetches the object (a full run decodes the bytes its validation kept) and
+    a held GET holds a run inside its pool step."""
+    requests = []
+    for name in names:
+        boto.put_object(Bucket=s3_bucket, Key=f"uploads/{name}/p.jpg", Body=jpeg_bytes(64, 48, seed=ord(name[1])))
+        [validate] = pipeline.tick()
+        assert execute(defs, instance, validate.with_replaced_attrs(asset_selection=[AssetKey("uploads")])).success
+        requests.append(RunRequest(run_key=f"render-{name}", partition_key=f"{name}/p.jpg",
+                                   asset_selection=[render_asset_key("duotone")], tags=RENDER_RUN_TAGS))
+    return requests
+
+
+def _reap_and_free_slots(database, instance, run_id: str) -> float:
+    """Detection (reaper: the run's renders are stale and the run is still STARTED → canceled),
+    then the daemon's slot sweep frees the slots of ended runs; returns when they were freed."""
+    with database.connection() as conn:
+        conn.execute("UPDATE renders SET started_at = started_at - interval '2 hours' WHERE dagster_run_id = %s",
+                     (run_id,))
+    report = reap_stale_renders(database, instance, ReaperConfig(started_limit_minutes=60), logging.getLogger("reaper"))
+    assert report.runs_canceled == 1
+    time.sleep(1.5)  # free_slots_after_run_end_seconds
+    list(execute_concurrency_slots_iteration(SimpleNamespace(instance=instance), logging.getLogger("daemon")))
+    return time.time()
+
+
+def _assert_pool_steps_serialised(instance, crashed_run_id: str, run_ids: list[str], freed_at: float) -> None:
+    """No more pool steps at once than the limit (the crashed run's until its slot was freed),
+    while the surviving runs themselves overlapped: the limit, not luck, serialised them."""
+    intervals = [(s, min(e, freed_at), label)
+                 for s, e, label in _pool_step_intervals(instance, [crashed_run_id, *run_ids])]
+    assert len(intervals) >= 11  # the crashed run's decode + five pool steps of each other run
+    assert _max_overlap(intervals) <= POOL_LIMIT, sorted(intervals)
+    b, c = (instance.get_run_record_by_id(run_id) for run_id in run_ids)
+    assert max(b.start_time, c.start_time) < min(b.end_time, c.end_time)
+    assert instance.event_log_storage.get_concurrency_info(RENDER_POOL).claimed_slots == []

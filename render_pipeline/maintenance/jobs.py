@@ -1,7 +1,7 @@
 """Maintenance jobs: one op each, in-process, tagged so history retention can find their runs.
 
 Each is launchable from the UI's launchpad with its config (dry runs included); the
-schedules in `render_pipeline.schedules` run them with the defaults.
+schedules in `render_pipeline.maintenance.schedules` run them with the defaults.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from dagster import AssetKey, define_asset_job, in_process_executor, job
 
 from render_pipeline.maintenance.common import MAINTENANCE_KIND
-from render_pipeline.ops.maintenance import (
+from render_pipeline.maintenance.ops import (
     dagster_history_retention,
     orphan_reconciliation,
     retention_cleanup,

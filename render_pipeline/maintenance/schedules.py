@@ -15,14 +15,14 @@ from dagster import (
     schedule,
 )
 
-from render_pipeline.jobs import (
+from render_pipeline.maintenance.common import ALIVE_RUN_STATUSES
+from render_pipeline.maintenance.jobs import (
     dagster_history_retention_job,
     orphan_reconciliation_job,
     retention_cleanup_job,
     stale_render_reaper_job,
     storage_usage_job,
 )
-from render_pipeline.maintenance.common import ALIVE_RUN_STATUSES
 
 
 def _maintenance_schedule(job, cron: str, name: str):

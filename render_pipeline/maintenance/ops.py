@@ -1,5 +1,5 @@
-"""The maintenance ops: each validates its config, runs one procedure from
-`render_pipeline.maintenance` and reports the counts as output metadata."""
+"""The maintenance ops: each validates its config, runs one procedure of this package and
+reports the counts as output metadata."""
 
 from dataclasses import asdict
 from datetime import timedelta

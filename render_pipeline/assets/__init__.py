@@ -1,1 +1,0 @@
-"""Maintenance assets: storage usage (the upload and render assets live in `render_pipeline.render`)."""
