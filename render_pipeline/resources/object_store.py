@@ -27,6 +27,8 @@ from dagster import ConfigurableResource
 from dagster_aws.s3 import S3Resource
 from pydantic import Field, PrivateAttr
 
+from render_pipeline.resources.local_listing import keys_after
+
 S3_DELETE_BATCH = 1000  # DeleteObjects accepts at most 1 000 keys per request
 IO_THREADS = 8  # requests in flight for the batch helpers; botocore pools 10 connections
 MAX_KEY_BYTES = 1024  # S3's limit on a key's UTF-8 length
@@ -131,6 +133,17 @@ class ObjectStore(ConfigurableResource, ABC):
     @abstractmethod
     def describe(self) -> str:
         """Where the objects live, without secrets."""
+
+    def list_pages(self, prefix: str, *, cursor: str | None = None, page_size: int = 1000,
+                   pages: int = 1) -> Iterator[ListPage]:
+        """Up to ``pages`` consecutive pages from ``cursor``, each read as it is consumed; a
+        store whose every listing costs a full directory read overrides it to read once."""
+        for _ in range(pages):
+            page = self.list_page(prefix, cursor=cursor, page_size=page_size)
+            yield page
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
 
     def iter_objects(self, prefix: str, *, page_size: int = 1000) -> Iterable[ObjectInfo]:
         cursor: str | None = None
@@ -238,15 +251,17 @@ class LocalObjectStore(ObjectStore):
         return result
 
     def list_page(self, prefix: str, *, cursor: str | None = None, page_size: int = 1000) -> ListPage:
+        return next(self.list_pages(prefix, cursor=cursor, page_size=page_size))
+
+    def list_pages(self, prefix: str, *, cursor: str | None = None, page_size: int = 1000,
+                   pages: int = 1) -> Iterator[ListPage]:
         root = Path(self.root).resolve()
-        keys = sorted(self._keys_under(root, prefix), key=lambda k: k.encode("utf-8", "surrogateescape"))
-        if cursor is not None:
-            after = cursor.encode("utf-8", "surrogateescape")
-            keys = [k for k in keys if k.encode("utf-8", "surrogateescape") > after]
-        page = keys[:page_size]
-        objects = [info for key in page if (info := self._info_or_none(key, root / key)) is not None]
-        next_cursor = page[-1] if len(keys) > page_size else None
-        return ListPage(objects=objects, next_cursor=next_cursor)
+        keys, more = keys_after(root, prefix, cursor, page_size * pages, hidden=_STAGING_DIR)
+        for start in range(0, max(len(keys), 1), page_size):
+            page = keys[start : start + page_size]
+            objects = [info for key in page if (info := self._info_or_none(key, root / key)) is not None]
+            last = start + page_size >= len(keys)
+            yield ListPage(objects=objects, next_cursor=page[-1] if page and (more or not last) else None)
 
     def check_usable(self) -> None:
         root = Path(self.root)
@@ -260,21 +275,6 @@ class LocalObjectStore(ObjectStore):
 
     def describe(self) -> str:
         return f"local directory {Path(self.root).resolve()}"
-
-    def _keys_under(self, root: Path, prefix: str) -> Iterable[str]:
-        # Walk only the directory part of the prefix; filter the rest by string prefix.
-        base = root / prefix.rsplit("/", 1)[0] if "/" in prefix else root
-        if not base.is_dir() or (root != base and root not in base.resolve().parents):
-            return
-        for dirpath, dirnames, filenames in os.walk(base):
-            rel_dir = os.path.relpath(dirpath, root)
-            if rel_dir == _STAGING_DIR or rel_dir.startswith(_STAGING_DIR + os.sep):
-                dirnames.clear()
-                continue
-            for name in filenames:
-                key = name if rel_dir == "." else f"{rel_dir.replace(os.sep, '/')}/{name}"
-                if key.startswith(prefix):
-                    yield key
 
     def _info(self, key: str, path: Path) -> ObjectInfo:
         stat = path.stat()
