@@ -139,8 +139,13 @@ def test_duplicated_late_and_overwritten_events_request_each_version_once(
     # Delivered late: its time is behind the reader's position, inside the overlap.
     events.put("uploads/late/p.jpg", when=now - timedelta(seconds=30))
     events.put("uploads/dup/p.jpg", b"overwritten", when=now + timedelta(seconds=2))  # a new version
-    later, cursor = _ticks(defs, instance, cursor, 3)
-    assert sorted(later) == ["dup/p.jpg", "late/p.jpg"]
+    result = tick(defs, instance, "uploads_sensor", cursor)
+    assert _requested(result) == {"dup/p.jpg", "late/p.jpg"}
+    # One lookup found dup's partition known: only late's is added, and dup runs on its own.
+    assert [list(r.partition_keys) for r in result.dynamic_partitions_requests] == [["late/p.jpg"]]
+    assert len(result.run_requests) == 2
+    later, cursor = _ticks(defs, instance, result.cursor, 2)
+    assert later == []
     with database.connection() as conn:
         row = conn.execute("SELECT etag FROM assets WHERE object_key = 'uploads/dup/p.jpg'").fetchone()
     assert row["etag"] != etag
