@@ -170,7 +170,7 @@ def _read_events(
         return []
     intake = event_intake.read_event_uploads(events, database, object_store, cursor.events, MAX_UPLOADS_PER_TICK)
     if intake.unavailable is not None:
-        context.log.warning(f"upload events table {events.table!r} not read ({intake.unavailable}); "
+        context.log.warning(f"upload events table {events.table!r} not used this tick ({intake.unavailable}); "
                             "the listing cycle carries on")
         return []
     for reason in intake.skipped[:MAX_SKIP_LINES]:

@@ -48,7 +48,6 @@ class EventIntake:
     position: EventPosition | None
     sightings: list[UploadSighting] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # one readable reason per skipped record
-    rows: int = 0
     unavailable: str | None = None  # why the table could not be read, if it could not
 
 
@@ -133,7 +132,6 @@ def read_event_uploads(
     except (psycopg.Error, DatabaseUnavailable) as exc:
         intake.unavailable = _one_line(exc)
         return intake
-    intake.rows = len(fresh) + len(late)
     late_uploads = {up.key: up for row in late for up in parse_event(row, events.bucket)[0]}
     fresh_uploads = []
     for row in fresh:
@@ -144,13 +142,18 @@ def read_event_uploads(
     with database.connection() as conn:
         settled = _settled(conn, every)
     announced = dict(list((key, up) for key, up in late_uploads.items() if key not in settled)[:cap])
+    new_keys: set[str] = set()
     for row, uploads in fresh_uploads:
         unsettled = {up.key: up for up in uploads if up.key not in settled}
         if len(announced.keys() | unsettled.keys()) > cap:
             break
         announced.update(unsettled)
+        new_keys.update(unsettled)
         intake.position = row.position
-    intake.sightings = _present(object_store, announced, intake.skipped)
+    try:
+        intake.sightings = _present(object_store, announced, new_keys, intake.skipped)
+    except ObjectStoreError as exc:  # read these rows again next tick
+        intake.position, intake.unavailable = position, f"HEAD of an announced upload failed: {exc}"
     return intake
 
 
@@ -161,17 +164,16 @@ def _settled(conn: psycopg.Connection, uploads: dict[str, EventUpload]) -> set[s
     return {key for key, up in uploads.items() if (key, up.etag) not in needing}
 
 
-def _present(object_store: ObjectStore, announced: dict[str, EventUpload], skipped: list[str]) -> list[UploadSighting]:
-    """Sightings of the announced objects that still exist, as they are now."""
-    try:
-        heads = object_store.head_many(list(announced))
-    except ObjectStoreError as exc:
-        skipped.append(f"HEAD of announced uploads failed ({exc}); the listing will find them")
-        return []
+def _present(object_store: ObjectStore, announced: dict[str, EventUpload], new_keys: set[str],
+             skipped: list[str]) -> list[UploadSighting]:
+    """Sightings of the announced objects that still exist, as they are now (a deleted one is
+    reported once, when its event is new, not again on each re-read of the overlap)."""
+    heads = object_store.head_many(list(announced))
     sightings = []
     for key, info in heads.items():
         if info is None:
-            skipped.append(f"key {_shown(key)} no longer exists")
+            if key in new_keys:
+                skipped.append(f"key {_shown(key)} no longer exists")
             continue
         sightings.append(UploadSighting(asset_id_for(key), key, partition_key_for(key), info.etag, info.size))
     return sightings
