@@ -126,7 +126,7 @@ def read_event_uploads(
     intake = EventIntake(position=position)
     try:
         with events.connection(database) as conn:
-            fresh = events_store.events_after(conn, events.table, position, EVENTS_PER_TICK)
+            fresh = events_store.events_after(conn, events.table, position, EVENTS_PER_TICK, start_within=OVERLAP)
             late = (events_store.events_in_overlap(conn, events.table, position, OVERLAP, OVERLAP_ROWS_PER_TICK)
                     if position is not None else [])
     except (psycopg.Error, DatabaseUnavailable) as exc:

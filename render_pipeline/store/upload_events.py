@@ -46,18 +46,22 @@ _COLUMNS = sql.SQL(
 )
 
 
-def events_after(conn: psycopg.Connection, table: str, after: EventPosition | None, limit: int) -> list[EventRow]:
-    """The next ``limit`` rows after ``after`` (from the start when None), in table order."""
+def events_after(conn: psycopg.Connection, table: str, after: EventPosition | None, limit: int,
+                 *, start_within: timedelta) -> list[EventRow]:
+    """The next ``limit`` rows after ``after``, in table order; with no position yet, those of
+    the last ``start_within`` (older uploads are the listing cycle's: a table kept for days
+    must not be read from its start, a page a tick, before today's events are)."""
     columns = _COLUMNS.format(max_bytes=sql.Literal(MAX_EVENT_BYTES))
     if after is None:
-        query = sql.SQL("SELECT {columns} FROM {table} ORDER BY event_time, tie LIMIT %(limit)s")
+        query = sql.SQL("SELECT {columns} FROM {table} WHERE event_time > now() - %(within)s "
+                        "ORDER BY event_time, tie LIMIT %(limit)s")
     else:
         query = sql.SQL(
             "SELECT {columns} FROM {table} WHERE event_time >= %(time)s "
             "AND (event_time, md5(coalesce(event_data::text, ''))) > (%(time)s, %(tie)s) "
             "ORDER BY event_time, tie LIMIT %(limit)s"
         )
-    params = {"limit": limit, **({"time": after.time, "tie": after.tie} if after else {})}
+    params = {"limit": limit, **({"time": after.time, "tie": after.tie} if after else {"within": start_within})}
     return _rows(conn, query.format(columns=columns, table=table_identifier(table)), params)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pgserver
@@ -41,5 +41,5 @@ def test_the_table_sql_makes_an_append_only_role_and_rows_the_reader_reads(datab
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("DELETE FROM minio_events")
     with psycopg.connect(database_url, autocommit=True) as conn:
-        [row] = events_store.events_after(conn, "minio_events", None, 10)
+        [row] = events_store.events_after(conn, "minio_events", None, 10, start_within=timedelta(minutes=1))
     assert json.loads(row.data) == event and row.position.time == now

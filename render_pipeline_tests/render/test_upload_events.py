@@ -226,3 +226,11 @@ def test_an_unreadable_table_is_one_warning_and_the_cycle_carries_on(
     warnings = [line for line in logged.splitlines() if "upload events table" in line]
     assert len(warnings) == 1 and "the listing cycle carries on" in warnings[0], logged
     assert "hunter2" not in logged
+
+
+def test_a_first_read_starts_at_the_recent_events_not_the_tables_start(s3_env, events, database, instance, far_listing):
+    """A table kept for days is not read from its start: older uploads are the cycle's."""
+    defs = definitions_for({**s3_env, "RENDER_EVENTS_TABLE": TABLE}, presets=PRESETS)
+    events.put("uploads/zz-yesterday/p.jpg", when=datetime.now(UTC) - timedelta(days=1))
+    events.put("uploads/zz-today/p.jpg")
+    assert _requested(tick(defs, instance, "uploads_sensor", None)) == {"zz-today/p.jpg"}
