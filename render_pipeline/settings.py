@@ -7,6 +7,7 @@ variable, instead of a traceback deep inside a run.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +70,19 @@ class ObjectStoreSettings:
 
 
 @dataclass(frozen=True)
+class UploadEventsSettings:
+    """MinIO's bucket notifications (`notify_postgres`, access format) as a PostgreSQL table:
+    ``table`` None means off; ``database_url`` None means the table is in the app database."""
+
+    table: str | None
+    database_url: str | None
+
+    @property
+    def enabled(self) -> bool:
+        return self.table is not None
+
+
+@dataclass(frozen=True)
 class Settings:
     home: Path
     database: DatabaseSettings
@@ -77,6 +91,7 @@ class Settings:
     log_level: str
     default_styles: tuple[str, ...] | None  # None: every style in the catalogue
     default_presets: tuple[str, ...] | None  # None: the catalogue's default set
+    upload_events: UploadEventsSettings = UploadEventsSettings(table=None, database_url=None)
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -91,6 +106,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         log_level=_log_level(env),
         default_styles=_id_list(env, "RENDER_DEFAULT_STYLES"),
         default_presets=_id_list(env, "RENDER_DEFAULT_PRESETS"),
+        upload_events=_upload_events_settings(env),
     )
 
 
@@ -175,6 +191,29 @@ def _object_store_settings(env: Mapping[str, str], home: Path) -> ObjectStoreSet
         max_attempts=int(_positive_float(env, "MINIO_MAX_ATTEMPTS", default=3)),
         local_root=local_root,
     )
+
+
+# A PostgreSQL identifier as MinIO's `table=` names it: `name` or `schema.name`, unquoted.
+_TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]{0,62}(\.[A-Za-z_][A-Za-z0-9_$]{0,62})?")
+
+
+def _upload_events_settings(env: Mapping[str, str]) -> UploadEventsSettings:
+    table = _get(env, "RENDER_EVENTS_TABLE")
+    url = _get(env, "RENDER_EVENTS_DATABASE_URL")
+    if table is not None and not _TABLE_NAME.fullmatch(table):
+        raise ConfigError("RENDER_EVENTS_TABLE", f"{table!r} is not a table name",
+                          "letters, digits and _, optionally schema-qualified, e.g. minio_events or events.minio")
+    if url is not None:
+        if table is None:
+            raise ConfigError("RENDER_EVENTS_DATABASE_URL", "is set but RENDER_EVENTS_TABLE is not",
+                              "name the notification table, e.g. RENDER_EVENTS_TABLE=minio_events")
+        if "://" in url and not url.startswith(("postgresql://", "postgres://")):
+            raise ConfigError("RENDER_EVENTS_DATABASE_URL", "must be a postgresql:// URL or a libpq key=value string")
+        try:
+            conninfo_to_dict(url)
+        except Exception as exc:  # psycopg raises ProgrammingError with the parse problem
+            raise ConfigError("RENDER_EVENTS_DATABASE_URL", f"cannot be parsed: {first_line(exc)}") from None
+    return UploadEventsSettings(table=table, database_url=url)
 
 
 def _log_level(env: Mapping[str, str]) -> str:

@@ -36,6 +36,12 @@ def test_minio_host_port_without_scheme_is_accepted():
     assert "wJalr-secret" not in settings.object_store.describe()
 
 
+def test_upload_events_are_off_by_default_and_read_from_the_app_database():
+    assert not load_settings({}).upload_events.enabled
+    events = load_settings({"RENDER_EVENTS_TABLE": "events.minio"}).upload_events
+    assert events.enabled and events.table == "events.minio" and events.database_url is None
+
+
 @pytest.mark.parametrize(
     ("env", "variable"),
     [
@@ -50,6 +56,10 @@ def test_minio_host_port_without_scheme_is_accepted():
         ({"MINIO_BUCKET": "Bad_Bucket"}, "MINIO_BUCKET"),
         ({"MINIO_READ_TIMEOUT": "-1"}, "MINIO_READ_TIMEOUT"),
         ({"LOG_LEVEL": "chatty"}, "LOG_LEVEL"),
+        ({"RENDER_EVENTS_TABLE": 'minio_events"; DROP TABLE assets; --'}, "RENDER_EVENTS_TABLE"),
+        ({"RENDER_EVENTS_TABLE": "a.b.c"}, "RENDER_EVENTS_TABLE"),
+        ({"RENDER_EVENTS_DATABASE_URL": "postgresql://minio@db/events"}, "RENDER_EVENTS_DATABASE_URL"),
+        ({"RENDER_EVENTS_TABLE": "t", "RENDER_EVENTS_DATABASE_URL": "mysql://x"}, "RENDER_EVENTS_DATABASE_URL"),
     ],
 )
 def test_bad_settings_name_the_variable(env, variable):

@@ -93,8 +93,8 @@ def _register(raw_keys: list[str]) -> int:
     finally:
         database.close()
     keys = [sighting.partition_key for sighting in sightings]
-    instance.add_dynamic_partitions(uploads_partitions.name, [k for k in keys
-                                                              if not instance.has_dynamic_partition(uploads_partitions.name, k)])
+    known = instance.get_existing_dynamic_partitions(uploads_partitions.name, keys)
+    instance.add_dynamic_partitions(uploads_partitions.name, [k for k in keys if k not in known])
     for key in keys:
         print(f"registered partition {key}")
     return 0

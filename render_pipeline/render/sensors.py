@@ -1,11 +1,14 @@
 """Sensors: new uploads → runs, failed runs → failed rows (requeues: ``requeues``).
 
-The upload sensor treats the bucket listing as a cycle, not a high-water mark: each tick
-resumes where the previous one stopped, reads a bounded number of pages, asks the database in
-one query per page which (key, ETag) versions it has not settled, and wraps to the start when
-the listing ends.  Every object is therefore seen once per cycle whatever its key — user-chosen
-ids are not monotonic — and run keys plus the `requested_at` mark make a second sighting
-harmless.
+The upload sensor finds uploads two ways.  With RENDER_EVENTS_TABLE set it first reads MinIO's
+bucket notifications (`upload_events`), so a new or overwritten object is requested on the
+next tick whatever the bucket's size.  Behind them, and alone without them, it treats the
+bucket listing as a cycle, not a high-water mark: each tick resumes where the previous one
+stopped, reads a bounded number of pages, asks the database in one query per page which
+(key, ETag) versions it has not settled, and wraps to the start when the listing ends.  Every
+object is therefore seen once per cycle whatever its key — user-chosen ids are not monotonic —
+and both paths go through one claim, so run keys plus the `requested_at` mark make a second
+sighting harmless.
 """
 
 
@@ -40,6 +43,7 @@ from render_pipeline.keys import (
     storable_key,
 )
 from render_pipeline.render import failures
+from render_pipeline.render import upload_events as event_intake
 from render_pipeline.render.events import render_asset_key
 from render_pipeline.render.job import (
     PARTITION_RANGE_END_TAG,
@@ -52,12 +56,13 @@ from render_pipeline.render.job import (
 from render_pipeline.render.ops import style_of_step
 from render_pipeline.render.partitions import uploads_partitions
 from render_pipeline.resources.database import PostgresResource
-from render_pipeline.resources.object_store import ObjectStore
+from render_pipeline.resources.object_store import LIST_PAGE_SIZE, ObjectStore
+from render_pipeline.resources.upload_events import UploadEventsResource
 from render_pipeline.store import renders as renders_store
 from render_pipeline.store import uploads as uploads_store
+from render_pipeline.store.upload_events import EventPosition
 from render_pipeline.store.uploads import UploadSighting
 
-LIST_PAGE_SIZE = 1000
 MAX_PAGES_PER_TICK = 5
 MAX_UPLOADS_PER_TICK = 400  # each new partition and run request costs the daemon time
 # A run costs seconds to launch, so new uploads share runs of up to this many (a run's memory
@@ -66,26 +71,30 @@ MAX_UPLOADS_PER_SENSOR_RUN = 64
 # ... but a burst is split over at least this many runs, one per run slot (dagster.yaml's
 # max_concurrent_runs), so every core renders: a run renders on one core.
 MIN_RUNS_PER_BURST = 2
+MAX_SKIP_LINES = 10  # skipped event records logged one per line; the rest are counted
 Item = TypeVar("Item")
 
 
 @dataclass
 class ListingCursor:
-    """Where the listing resumes (`after` a key; None = from the start) and how many full
-    passes over the bucket have completed."""
+    """Where the listing resumes (`after` a key; None = from the start), how many full
+    passes over the bucket have completed, and where the event reader stands."""
 
     after: str | None = None
     cycle: int = 0
+    events: EventPosition | None = None
 
     @classmethod
     def parse(cls, raw: str | None) -> "ListingCursor":
         if not raw:
             return cls()
         data = json.loads(raw)
-        return cls(after=data.get("after"), cycle=int(data.get("cycle", 0)))
+        return cls(after=data.get("after"), cycle=int(data.get("cycle", 0)),
+                   events=event_intake.position_from_json(data.get("events")))
 
     def serialize(self) -> str:
-        return json.dumps({"after": self.after, "cycle": self.cycle})
+        return json.dumps({"after": self.after, "cycle": self.cycle,
+                           "events": event_intake.position_to_json(self.events)})
 
 
 def build_uploads_sensor(render_styles: Sequence[str]):
@@ -99,12 +108,16 @@ def build_uploads_sensor(render_styles: Sequence[str]):
         description="Registers new or changed objects under uploads/ as partitions and renders them.",
     )
     def uploads_sensor(
-        context: SensorEvaluationContext, database: PostgresResource, object_store: ObjectStore
+        context: SensorEvaluationContext, database: PostgresResource, object_store: ObjectStore,
+        upload_events: UploadEventsResource,
     ) -> SensorResult | SkipReason:
         cursor = ListingCursor.parse(context.cursor)
-        sightings, invalid_keys, pages = _scan(database, object_store, cursor)
+        announced = _read_events(context, upload_events, database, object_store, cursor)
+        listed, invalid_keys, pages = _scan(database, object_store, cursor,
+                                            MAX_UPLOADS_PER_TICK - len(announced))
         for key, reason in invalid_keys:
             context.log.warning(f"upload key {storable_key(key)!r} rejected: {reason}")
+        sightings = list({s.asset_id: s for s in [*listed, *announced]}.values())  # an event's HEAD is newer
 
         if not sightings:
             return SensorResult(
@@ -120,8 +133,10 @@ def build_uploads_sensor(render_styles: Sequence[str]):
         if not sightings:
             return SensorResult(cursor=cursor.serialize(), skip_reason="every upload seen was claimed by another tick")
 
-        new_keys = [s.partition_key for s in sightings
-                    if not context.instance.has_dynamic_partition(uploads_partitions.name, s.partition_key)]
+        # One query for the tick, not one per upload (each is a round trip to Dagster's storage).
+        known = context.instance.get_existing_dynamic_partitions(
+            uploads_partitions.name, [s.partition_key for s in sightings])
+        new_keys = list(dict.fromkeys(s.partition_key for s in sightings if s.partition_key not in known))
         new_set = set(new_keys)
 
         # Partitions added in one request are appended in order, so new keys form one
@@ -131,8 +146,8 @@ def build_uploads_sensor(render_styles: Sequence[str]):
         run_requests = [_run_request(batch, cursor.cycle, render_keys) for batch in batches]
 
         context.log.info(
-            f"{len(sightings)} upload(s) to render ({len(new_keys)} new) in {len(run_requests)} run(s); "
-            f"{len(invalid_keys)} invalid key(s); cursor {cursor.serialize()}"
+            f"{len(sightings)} upload(s) to render ({len(new_keys)} new, {len(announced)} announced by events) "
+            f"in {len(run_requests)} run(s); {len(invalid_keys)} invalid key(s); cursor {cursor.serialize()}"
         )
         return SensorResult(
             run_requests=run_requests,
@@ -144,15 +159,39 @@ def build_uploads_sensor(render_styles: Sequence[str]):
     return uploads_sensor
 
 
+def _read_events(
+    context: SensorEvaluationContext, events: UploadEventsResource, database: PostgresResource,
+    object_store: ObjectStore, cursor: ListingCursor,
+) -> list[UploadSighting]:
+    """The uploads MinIO's notifications announce (none when events are off or unreadable:
+    the listing cycle then finds everything, later)."""
+    if not events.enabled:
+        return []
+    intake = event_intake.read_event_uploads(events, database, object_store, cursor.events, MAX_UPLOADS_PER_TICK)
+    if intake.unavailable is not None:
+        context.log.warning(f"upload events table {events.table!r} not used this tick ({intake.unavailable}); "
+                            "the listing cycle carries on")
+        return []
+    for reason in intake.skipped[:MAX_SKIP_LINES]:
+        context.log.warning(f"upload event skipped: {reason}")
+    if len(intake.skipped) > MAX_SKIP_LINES:
+        context.log.warning(f"{len(intake.skipped) - MAX_SKIP_LINES} more upload event record(s) skipped")
+    cursor.events = intake.position
+    return intake.sightings
+
+
 def _scan(
-    database: PostgresResource, object_store: ObjectStore, cursor: ListingCursor
+    database: PostgresResource, object_store: ObjectStore, cursor: ListingCursor, budget: int
 ) -> tuple[list[UploadSighting], list[tuple[str, str]], int]:
-    """Advance ``cursor`` through at most MAX_PAGES_PER_TICK pages; collect unsettled versions."""
+    """Advance ``cursor`` through at most MAX_PAGES_PER_TICK pages (read one by one as the
+    store allows); collect at most ``budget`` unsettled versions."""
     sightings: list[UploadSighting] = []
     invalid_keys: list[tuple[str, str]] = []
     pages = 0
-    while pages < MAX_PAGES_PER_TICK and len(sightings) < MAX_UPLOADS_PER_TICK:
-        page = object_store.list_page(UPLOADS_PREFIX, cursor=cursor.after, page_size=LIST_PAGE_SIZE)
+    if budget <= 0:
+        return sightings, invalid_keys, pages
+    for page in object_store.list_pages(UPLOADS_PREFIX, cursor=cursor.after, page_size=LIST_PAGE_SIZE,
+                                        pages=MAX_PAGES_PER_TICK):
         pages += 1
         with database.connection() as conn:
             unsettled = uploads_store.versions_needing_runs(
@@ -173,7 +212,7 @@ def _scan(
                             UploadSighting(asset_id_for(obj.key), obj.key, partition_key, obj.etag, obj.size)
                         )
                 cursor.after = obj.key
-                if len(sightings) >= MAX_UPLOADS_PER_TICK:
+                if len(sightings) >= budget:
                     return sightings, invalid_keys, pages
         if page.next_cursor is None:
             cursor.after, cursor.cycle = None, cursor.cycle + 1

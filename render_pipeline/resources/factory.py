@@ -6,6 +6,7 @@ from dagster import EnvVar
 
 from render_pipeline.resources.database import PostgresResource
 from render_pipeline.resources.object_store import LocalObjectStore, ObjectStore, S3Client, S3ObjectStore
+from render_pipeline.resources.upload_events import UploadEventsResource
 from render_pipeline.settings import ObjectStoreSettings, Settings
 
 
@@ -42,7 +43,12 @@ def dagster_resources(settings: Settings) -> dict[str, object]:
         )
     else:
         database = PostgresResource(embedded_home=str(settings.home))
-    return {"database": database, "object_store": object_store}
+    events = settings.upload_events
+    upload_events = UploadEventsResource(
+        table=events.table, url=EnvVar("RENDER_EVENTS_DATABASE_URL") if events.database_url else None,
+        bucket=store.bucket,
+    )
+    return {"database": database, "object_store": object_store, "upload_events": upload_events}
 
 
 def _s3_client(settings: ObjectStoreSettings, access_key, secret_key) -> S3Client:

@@ -83,6 +83,24 @@ def test_list_pages_in_key_order_with_cursor(object_store):
     assert [o.key for o in object_store.iter_objects("uploads/", page_size=2)] == seen
 
 
+@pytest.mark.parametrize("pages", [1, 2, 5])
+def test_list_pages_reads_the_same_pages_as_list_page(object_store, pages):
+    """`list_pages` (one directory read for the local store) pages exactly as `list_page` does."""
+    keys = [f"uploads/{name}/f.jpg" for name in ("zeta", "alpha", "Mid", "ünï", "b-c", "b c", "b", "b.d")]
+    for key in keys:
+        object_store.put(key, b"x")
+    one_by_one, cursor = [], "uploads/Mid/f.jpg"
+    for _ in range(pages):
+        page = object_store.list_page("uploads/", cursor=cursor, page_size=2)
+        one_by_one.append(([o.key for o in page.objects], page.next_cursor))
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    together = [([o.key for o in page.objects], page.next_cursor)
+                for page in object_store.list_pages("uploads/", cursor="uploads/Mid/f.jpg", page_size=2, pages=pages)]
+    assert together == one_by_one
+
+
 def test_list_resumes_after_a_deleted_cursor_key(object_store):
     for name in "abcdef":
         object_store.put(f"uploads/{name}/f", b"x")

@@ -121,6 +121,17 @@ class ObjectStore(ConfigurableResource, ABC):
     def describe(self) -> str:
         """Where the objects live, without secrets."""
 
+    def list_pages(self, prefix: str, *, cursor: str | None = None, page_size: int = LIST_PAGE_SIZE,
+                   pages: int = 1) -> Iterator[ListPage]:
+        """Up to ``pages`` consecutive pages from ``cursor``, each read as it is consumed; a
+        store whose every listing costs a full directory read overrides it to read once."""
+        for _ in range(pages):
+            page = self.list_page(prefix, cursor=cursor, page_size=page_size)
+            yield page
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
     def iter_objects(self, prefix: str, *, page_size: int = LIST_PAGE_SIZE) -> Iterable[ObjectInfo]:
         cursor: str | None = None
         while True:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,6 +22,7 @@ from render_pipeline.resources.object_store.base import (
     ObjectStoreError,
     check_key,
 )
+from render_pipeline.resources.object_store.local_listing import keys_after
 
 _STAGING_DIR = ".staging"
 
@@ -89,15 +90,17 @@ class LocalObjectStore(ObjectStore):
         return result
 
     def list_page(self, prefix: str, *, cursor: str | None = None, page_size: int = LIST_PAGE_SIZE) -> ListPage:
+        return next(self.list_pages(prefix, cursor=cursor, page_size=page_size))
+
+    def list_pages(self, prefix: str, *, cursor: str | None = None, page_size: int = LIST_PAGE_SIZE,
+                   pages: int = 1) -> Iterator[ListPage]:
         root = Path(self.root).resolve()
-        keys = sorted(self._keys_under(root, prefix), key=lambda k: k.encode("utf-8", "surrogateescape"))
-        if cursor is not None:
-            after = cursor.encode("utf-8", "surrogateescape")
-            keys = [k for k in keys if k.encode("utf-8", "surrogateescape") > after]
-        page = keys[:page_size]
-        objects = [info for key in page if (info := self._info_or_none(key, root / key)) is not None]
-        next_cursor = page[-1] if len(keys) > page_size else None
-        return ListPage(objects=objects, next_cursor=next_cursor)
+        keys, more = keys_after(root, prefix, cursor, page_size * pages, hidden=_STAGING_DIR)
+        for start in range(0, max(len(keys), 1), page_size):
+            page = keys[start : start + page_size]
+            objects = [info for key in page if (info := self._info_or_none(key, root / key)) is not None]
+            last = start + page_size >= len(keys)
+            yield ListPage(objects=objects, next_cursor=page[-1] if page and (more or not last) else None)
 
     def check_usable(self) -> None:
         root = Path(self.root)
@@ -111,21 +114,6 @@ class LocalObjectStore(ObjectStore):
 
     def describe(self) -> str:
         return f"local directory {Path(self.root).resolve()}"
-
-    def _keys_under(self, root: Path, prefix: str) -> Iterable[str]:
-        # Walk only the directory part of the prefix; filter the rest by string prefix.
-        base = root / prefix.rsplit("/", 1)[0] if "/" in prefix else root
-        if not base.is_dir() or (root != base and root not in base.resolve().parents):
-            return
-        for dirpath, dirnames, filenames in os.walk(base):
-            rel_dir = os.path.relpath(dirpath, root)
-            if rel_dir == _STAGING_DIR or rel_dir.startswith(_STAGING_DIR + os.sep):
-                dirnames.clear()
-                continue
-            for name in filenames:
-                key = name if rel_dir == "." else f"{rel_dir.replace(os.sep, '/')}/{name}"
-                if key.startswith(prefix):
-                    yield key
 
     def _info(self, key: str, path: Path) -> ObjectInfo:
         stat = path.stat()
