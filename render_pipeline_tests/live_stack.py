@@ -39,7 +39,7 @@ from dagster import DagsterInstance, instance_for_test
 from psycopg.rows import dict_row
 
 from render_pipeline.operations.postgres_tools import Database
-from render_pipeline.operations.stack import heartbeat_ages
+from render_pipeline.stack import heartbeat_ages
 from render_pipeline.resources.embedded_postgres import (
     dagster_storage_url,
     embedded_server_running,

@@ -13,7 +13,7 @@ import psycopg
 from render_pipeline.operations.backup import BackupError
 from render_pipeline.operations.postgres_tools import ToolFailed, first_line
 from render_pipeline.operations.restore import RestoreResult, restore
-from render_pipeline.operations.stack import StackRunning
+from render_pipeline.stack import StackRunning
 from render_pipeline.settings import load_settings
 
 def register(subparsers: argparse._SubParsersAction) -> None:
