@@ -66,3 +66,22 @@ def test_psql_uris_for_sockets_and_hosts():
     assert psql_uri("postgresql://postgres:@/aso_render?host=/srv/pgdata") == "postgresql://postgres@/aso_render?host=/srv/pgdata"
     assert psql_uri("postgresql+psycopg2://u:p@h:5433/dagster") == "postgresql://u@h:5433/dagster"
     assert psql_uri("host=h port=5432 dbname=d user=u password=p") == "postgresql://u@h:5432/d"
+
+
+def test_the_record_follows_the_supervised_processes_of_its_own_up_only(tmp_path):
+    import os
+
+    from render_pipeline.stack import record_children
+
+    settings = load_settings({"RENDER_PIPELINE_HOME": str(tmp_path)})
+    urls = DatabaseUrls(app=f"postgresql://postgres@/aso_render?host={tmp_path}", dagster="postgresql://x@h/dagster")
+    record = new_record(settings, urls, "http://127.0.0.1:3000", environ={})
+    write_record(tmp_path, record)
+    assert read_record(tmp_path).children == {} and record.pid == os.getpid()
+    record_children(tmp_path, {"web UI": 11, "daemon": 12})
+    record_children(tmp_path, {"web UI": 11, "daemon": 13})  # the daemon was restarted
+    assert read_record(tmp_path).children == {"web UI": 11, "daemon": 13}
+
+    write_record(tmp_path, record.__class__(**{**record.__dict__, "pid": record.pid + 1}))  # another up's record
+    record_children(tmp_path, {"daemon": 14})
+    assert read_record(tmp_path).children == {}

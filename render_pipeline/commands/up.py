@@ -3,9 +3,10 @@
 Starts the embedded PostgreSQL when no database is configured, applies migrations and seeds,
 checks the object store, prepares DAGSTER_HOME, records the stack in RENDER_PIPELINE_HOME
 (stack.json: its pid and its children's), marks runs left STARTED by a previous stack whose
-worker is gone as failed (so the failure sensor fails their renders with the reason and the
-daemon retries them), then supervises the web UI (`dagster-webserver`) and the daemon
-(`dagster-daemon run`, so sensors and schedules are live), each in its own process group:
+worker is gone as failed (on the embedded database, which no other machine uses; the failure
+sensor then fails their renders with the reason and the daemon retries them), then supervises
+the web UI (`dagster-webserver`) and the daemon (`dagster-daemon run`, so sensors and
+schedules are live), each in its own process group:
 
 - a child that exits is restarted with backoff (1 s, doubling up to 60 s); the daemon is
   also restarted when it hangs: alive, but no heartbeat in Dagster's storage for
@@ -168,7 +169,8 @@ def _serve(args: argparse.Namespace, settings: Settings, env: dict[str, str], ha
         on_change=lambda pids: record_children(settings.home, pids),
     )
     try:
-        _with_instance(fail_runs_without_worker)
+        if settings.database.embedded and not settings.dagster_database_url:  # storage only this machine uses
+            _with_instance(fail_runs_without_worker)
         if not stop.is_set():
             log(f"starting the web UI on {web_url} and the daemon (Ctrl-C stops both)")
             supervisor.start()
