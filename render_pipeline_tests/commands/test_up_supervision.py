@@ -12,6 +12,7 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
 from dagster import DagsterEventType, DagsterRunStatus
 
 from render_pipeline.resources.embedded_postgres import embedded_server, embedded_server_running, stop_embedded_server
@@ -19,6 +20,7 @@ from render_pipeline.stack import read_record
 from render_pipeline_tests.imaging.inputs import png
 from render_pipeline_tests.live_stack import LiveStack
 
+pytestmark = pytest.mark.reliability
 HANG_SECONDS = 40  # the smallest sound limit is a little over the daemon's 30 s heartbeat interval
 RUN_GRACE = 1
 SHUTDOWN_LIMIT = RUN_GRACE + 40  # what up.py promises
