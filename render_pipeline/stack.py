@@ -1,10 +1,12 @@
-"""The stack on one machine: its databases made ready, and the configuration it runs with.
+"""The stack on one machine: its databases, the configuration it runs with, whether it runs.
 
 `render-pipeline up` and Dagster's own commands (through the instance's storage, see
 `dagster_storage.py`) prepare the databases here.  `up` records what it runs with in
-``$RENDER_PIPELINE_HOME/stack.json``, so that `doctor`, `pause`, `metrics` and `backup` talk
-to the running stack rather than to whatever the current shell's environment selects.  The
-record holds no secrets: connection strings are written without passwords.
+``$RENDER_PIPELINE_HOME/stack.json`` (its own pid and its children's), so that `doctor`,
+`pause`, `metrics` and `backup` talk to the running stack rather than to whatever the current
+shell's environment selects.  The record holds no secrets: connection strings are written
+without passwords.  A command that rewrites the databases must not run under a live stack: it
+checks the recorded `up` and the Dagster daemon's heartbeats (`refuse_if_running`).
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from urllib.parse import quote
 
@@ -26,7 +29,8 @@ from render_pipeline.resources.embedded_postgres import (
     embedded_urls,
     ensure_database,
 )
-from render_pipeline.settings import DEFAULT_DAGSTER_DB_NAME, ConfigError, Settings
+from render_pipeline.operations.postgres_tools import Database, database_exists
+from render_pipeline.settings import DEFAULT_DAGSTER_DB_NAME, DEFAULT_DB_NAME, ConfigError, Settings
 
 STACK_FILE = "stack.json"
 DAGSTER_HOME_DIR = "dagster_home"
@@ -35,10 +39,11 @@ SETTINGS_VARIABLES = (
     "RENDER_PIPELINE_HOME", "DATABASE_URL", "DB_HOST", "DB_PORT", "DB_NAME", "DB_USER", "DAGSTER_PG_URL",
     "MINIO_ENDPOINT", "MINIO_SECURE", "MINIO_BUCKET", "MINIO_REGION", "MINIO_CONNECT_TIMEOUT",
     "MINIO_READ_TIMEOUT", "MINIO_MAX_ATTEMPTS", "LOCAL_STORE_ROOT", "LOG_LEVEL",
-    "RENDER_DEFAULT_STYLES", "RENDER_DEFAULT_PRESETS",
+    "RENDER_DEFAULT_STYLES", "RENDER_DEFAULT_PRESETS", "RENDER_EVENTS_TABLE", "RENDER_EVENTS_DATABASE_URL",
 )
 SECRET_VARIABLES = ("DB_PASSWORD", "MINIO_ACCESS_KEY", "MINIO_SECRET_KEY")
-URL_VARIABLES = ("DATABASE_URL", "DAGSTER_PG_URL")  # recorded without their passwords
+URL_VARIABLES = ("DATABASE_URL", "DAGSTER_PG_URL", "RENDER_EVENTS_DATABASE_URL")  # recorded without their passwords
+HEARTBEAT_WINDOW_SECONDS = 60
 
 
 @dataclass(frozen=True)
@@ -139,6 +144,7 @@ class StackRecord:
     configuration: dict[str, str]  # selected_configuration() of the stack's settings
     environment: dict[str, str]  # the settings' variables as the stack had them, without secrets
     secrets_set: list[str]  # names of the secret variables (and URL passwords) the stack had
+    children: dict[str, int] = field(default_factory=dict)  # the processes `up` supervises: name → pid
 
     def is_alive(self) -> bool:
         return process_runs(self.pid, b"render-pipeline", b"render_pipeline")
@@ -174,6 +180,13 @@ def read_record(home: Path) -> StackRecord | None:
         return StackRecord(**json.loads((home / STACK_FILE).read_text()))
     except (OSError, ValueError, TypeError):
         return None
+
+
+def record_children(home: Path, children: dict[str, int]) -> None:
+    """Note the current pids of the supervised processes (they change when one is restarted)."""
+    record = read_record(home)
+    if record is not None and record.pid == os.getpid():
+        write_record(home, replace(record, children=dict(children)))
 
 
 def remove_record(home: Path, pid: int) -> None:
@@ -240,7 +253,6 @@ def use_stack_instance(settings: Settings) -> StackRecord | None:
     if not os.environ.get("DAGSTER_HOME") and (dagster_home / "dagster.yaml").exists():
         os.environ["DAGSTER_HOME"] = str(dagster_home)
     if not os.environ.get("DAGSTER_PG_URL") and settings.database.embedded and embedded_server_running(settings.home):
-    
         os.environ["DAGSTER_PG_URL"] = embedded_urls(settings.home)[1]
     return record
 
@@ -280,6 +292,73 @@ def _uses_stack_storage(dagster_home: str) -> bool:
     custom = (config.get("storage") or {}).get("custom") or {}
     return custom.get("module") == "render_pipeline.dagster_storage" and not (custom.get("config") or {}).get(
         "postgres_url")
+
+
+class StackRunning(RuntimeError):
+    """The stack is up; the message says how that was seen and what to do."""
+
+
+@dataclass(frozen=True)
+class StackDatabases:
+    app: Database
+    dagster: Database
+    embedded: bool
+
+
+@contextmanager
+def stack_databases(settings: Settings, *, create_embedded: bool) -> Iterator[StackDatabases]:
+    """The app and Dagster databases.  The embedded server is started if it is stopped (and a
+    missing data directory created only when ``create_embedded``), then stopped again on exit,
+    so the command leaves it as it found it."""
+    if not settings.database.embedded:
+        app = Database.from_conninfo(settings.database.conninfo or "")
+        dagster = (Database.from_dagster_url(settings.dagster_database_url) if settings.dagster_database_url
+                   else app.on(DEFAULT_DAGSTER_DB_NAME))
+        yield StackDatabases(app, dagster, embedded=False)
+        return
+
+    from render_pipeline.resources.embedded_postgres import embedded_server, stop_embedded_server
+
+    pgdata = settings.home / "pgdata"
+    if not create_embedded and not pgdata.is_dir():
+        raise FileNotFoundError(f"no embedded database under {pgdata} (is RENDER_PIPELINE_HOME right?)")
+    was_running = embedded_server_running(settings.home)
+    server = embedded_server(settings.home)
+    try:
+        yield StackDatabases(Database.from_conninfo(server.get_uri(DEFAULT_DB_NAME)),
+                             Database.from_conninfo(server.get_uri(DEFAULT_DAGSTER_DB_NAME)), embedded=True)
+    finally:
+        if not was_running:
+            stop_embedded_server(settings.home)
+
+
+def heartbeat_ages(dagster: Database) -> dict[str, float]:
+    """Seconds since each Dagster daemon's last heartbeat in this storage ({} when none)."""
+    if not database_exists(dagster.on("postgres"), dagster.name):
+        return {}
+    try:
+        with dagster.connect(autocommit=True) as conn:
+            rows = conn.execute("SELECT daemon_type, body FROM daemon_heartbeats").fetchall()
+    except psycopg.errors.UndefinedTable:
+        return {}  # Dagster's tables were never created: no daemon ever ran here
+    now = time.time()
+    return {str(daemon): now - float(json.loads(body)["timestamp"]) for daemon, body in rows}
+
+
+def refuse_if_running(settings: Settings, dagster: Database | None = None) -> None:
+    """Raise StackRunning when `up` is alive or a daemon heartbeated within the window."""
+    record = running_stack(settings.home)
+    if record is not None:
+        raise StackRunning(f"the stack is running (`render-pipeline up`, pid {record.pid}, per "
+                           f"{settings.home / STACK_FILE}): stop it first")
+    if dagster is None:
+        return
+    recent = {name: age for name, age in heartbeat_ages(dagster).items() if age < HEARTBEAT_WINDOW_SECONDS}
+    if recent:
+        name, age = min(recent.items(), key=lambda item: item[1])
+        raise StackRunning(f"the stack is running: Dagster daemon {name} heartbeated {age:.0f} s ago in "
+                           f"{dagster.describe()}; stop `render-pipeline up` (or the daemon) and retry once "
+                           f"{HEARTBEAT_WINDOW_SECONDS} s have passed")
 
 
 def process_runs(pid: int, *names: bytes) -> bool:

@@ -147,7 +147,7 @@ def boto(s3_endpoint):
 
 # The drills on a live stack take minutes each: started first, they run beside the rest on the
 # other workers instead of trailing at the end of the suite.
-LONG_FIRST = ("operations/test_drills_live.py", "reliability/")
+LONG_FIRST = ("operations/test_drills_live.py", "commands/test_up_supervision.py", "reliability/")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -8,14 +8,14 @@
         stack.cli("backup", "/tmp/b")      # any `render-pipeline` command with the stack's environment
         stack.start()                      # again, on the same home
 
-The stack runs in its own process group with a fresh `RENDER_PIPELINE_HOME` (embedded
+`up` runs in its own process group (its children in theirs) with a fresh `RENDER_PIPELINE_HOME` (embedded
 PostgreSQL, local object store unless ``env`` names MINIO_ENDPOINT & co, e.g. a moto server).
 `start` returns once the sensor, scheduler and run-queue daemons heartbeat and `uploads_sensor`
 has ticked since the start; leaving the context stops the stack and the embedded PostgreSQL,
-leaving no process behind.
+leaving no process behind (whatever `up` left is SIGKILLed: see ``processes()``).
 Timeouts raise AssertionError with the tail of the stack's log.
 
-API: ``start()`` / ``stop()`` / ``running``; ``put_upload(key, data)`` and ``store`` (the
+API: ``start()`` / ``stop()`` / ``running`` / ``processes()``; ``put_upload(key, data)`` and ``store`` (the
 stack's ObjectStore); ``cli(*args)``; ``wait_until(predicate, timeout, what)``;
 ``query(sql, params)`` / ``scalar(sql, params)`` on the app database, ``app_url()``;
 ``dagster_instance()`` (a context manager) and ``dagster_database()``; ``log_tail()``.
@@ -29,7 +29,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -39,7 +39,7 @@ from dagster import DagsterInstance, instance_for_test
 from psycopg.rows import dict_row
 
 from render_pipeline.operations.postgres_tools import Database
-from render_pipeline.operations.stack import heartbeat_ages
+from render_pipeline.stack import heartbeat_ages
 from render_pipeline.resources.embedded_postgres import (
     dagster_storage_url,
     embedded_server_running,
@@ -63,8 +63,10 @@ def free_port() -> int:
 
 
 class LiveStack:
-    def __init__(self, home: Path, env: Mapping[str, str] | None = None, *, start_timeout: float = 180) -> None:
+    def __init__(self, home: Path, env: Mapping[str, str] | None = None, *, start_timeout: float = 180,
+                 up_args: Sequence[str] = ()) -> None:
         self.home = Path(home)
+        self.up_args = list(up_args)
         self.home.mkdir(parents=True, exist_ok=True)
         base = {k: v for k, v in os.environ.items() if not k.startswith(SETTING_PREFIXES)}
         self.env = {**base, "RENDER_PIPELINE_HOME": str(self.home), **(env or {})}
@@ -92,7 +94,7 @@ class LiveStack:
         started = time.time()
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "render_pipeline.cli", "up", "--port", str(free_port())],
+                [sys.executable, "-m", "render_pipeline.cli", "up", "--port", str(free_port()), *self.up_args],
                 env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
         self.wait_until(lambda: self._ready(started), self.start_timeout, "the daemon to heartbeat and "
@@ -108,14 +110,32 @@ class LiveStack:
             except subprocess.TimeoutExpired:
                 self._signal_group(signal.SIGKILL)
                 self.process.wait()
-            self._signal_group(signal.SIGKILL)  # run workers or a code server left in the group
             self.process = None
+        for pid in self.processes():  # anything `up` failed to stop
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         if embedded_server_running(self.home):
             stop_embedded_server(self.home)
 
     @property
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
+
+    def processes(self) -> list[int]:
+        """Every live process started for this stack (`up`, its children and theirs, the
+        embedded PostgreSQL): found by the stack's RENDER_PIPELINE_HOME in its environment."""
+        mark = f"\0RENDER_PIPELINE_HOME={self.home}\0".encode()
+        found = []
+        for entry in Path("/proc").iterdir():
+            try:
+                if entry.name.isdigit() and mark in b"\0" + (entry / "environ").read_bytes() and \
+                        (entry / "stat").read_text().rpartition(")")[2].split()[0] != "Z":
+                    found.append(int(entry.name))
+            except OSError:
+                continue  # gone meanwhile, or not ours to read
+        return found
 
     def _signal_group(self, signum: int) -> None:
         try:

@@ -89,7 +89,8 @@ def effective_settings(shell: Settings) -> tuple[Settings, Check]:
         return shell, Check("configuration", FAIL, f"the stack's recorded settings do not load: {exc}")
     if not os.environ.get("DAGSTER_HOME"):
         os.environ["DAGSTER_HOME"] = record.dagster_home
-    running = f"stack pid {record.pid} at {record.web_url} since {_when(record.started_at)}"
+    children = "".join(f", {name} pid {pid}" for name, pid in record.children.items())
+    running = f"stack pid {record.pid}{children} at {record.web_url} since {_when(record.started_at)}"
     differences = _differences(selected_configuration(shell), record)
     if os.environ["DAGSTER_HOME"] != record.dagster_home:
         differences.append(f"DAGSTER_HOME: shell {os.environ['DAGSTER_HOME']}, stack {record.dagster_home}")

@@ -13,8 +13,8 @@ import psycopg
 from render_pipeline.operations.backup import BackupError
 from render_pipeline.operations.postgres_tools import ToolFailed
 from render_pipeline.operations.restore import RestoreResult, restore
-from render_pipeline.operations.stack import StackRunning
 from render_pipeline.settings import first_line, load_settings
+from render_pipeline.stack import StackRunning
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("restore", help="restore a backup into a stopped stack, then reconcile with the bucket")

@@ -33,7 +33,7 @@ import psycopg
 
 from render_pipeline.operations import postgres_tools as pg
 from render_pipeline.operations.postgres_tools import Database
-from render_pipeline.operations.stack import StackDatabases, stack_databases
+from render_pipeline.stack import StackDatabases, stack_databases
 from render_pipeline.resources.factory import object_store_from_settings
 from render_pipeline.resources.object_store import ObjectStore
 from render_pipeline.settings import Settings

@@ -23,6 +23,9 @@ QUEUED_LIMIT = timedelta(minutes=360)
 REGISTERED_LIMIT = timedelta(seconds=2 * REREQUEST_AFTER_SECONDS)
 FAILURE_RATE_WARN = 0.05
 FAILURE_RATE_FAIL = 0.5
+# A worker's command line: `dagster api execute_run …`, or the multiprocessing child in which
+# the daemon's gRPC server runs it (`… spawn_main(…) --multiprocessing-fork`).
+WORKER_COMMAND_MARKS = (b"dagster", b"--multiprocessing-fork")
 REAPER_FIX = "launch stale_render_reaper_job from the UI (Jobs), or wait for its 15-minute schedule"
 
 
@@ -57,7 +60,7 @@ def dead_worker_runs(instance: DagsterInstance) -> list[tuple[str, int]]:
     dead = []
     for record in instance.get_run_records(RunsFilter(statuses=[DagsterRunStatus.STARTED])):
         pid = _worker_pid(instance, record.dagster_run.run_id)
-        if pid is not None and not process_runs(pid, b"dagster"):
+        if pid is not None and not process_runs(pid, *WORKER_COMMAND_MARKS):
             dead.append((record.dagster_run.run_id, pid))
     return dead
 

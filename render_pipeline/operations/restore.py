@@ -39,7 +39,7 @@ from render_pipeline.operations.backup import (
     verify_backup,
 )
 from render_pipeline.operations.postgres_tools import Database
-from render_pipeline.operations.stack import StackDatabases, refuse_if_running, stack_databases
+from render_pipeline.stack import StackDatabases, refuse_if_running, stack_databases
 from render_pipeline.resources.database import PostgresResource
 from render_pipeline.resources.embedded_postgres import dagster_storage_url
 from render_pipeline.resources.factory import object_store_from_settings

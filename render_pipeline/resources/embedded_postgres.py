@@ -6,6 +6,10 @@ its data directory only, so nothing is exposed on the network.
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import time
 import warnings
 from pathlib import Path
 from urllib.parse import quote
@@ -89,7 +93,30 @@ def stop_embedded_server(home: Path) -> None:
     if handle is not None:
         handle.cleanup()  # with cleanup_mode None this only forgets the handle, so a later start starts
     if (pgdata / "postmaster.pid").exists():
-        _pgserver()._commands.pg_ctl(["-w", "stop", "-m", "fast"], pgdata=pgdata, user="pgserver" if _is_root() else None)
+        try:
+            _pgserver()._commands.pg_ctl(["-w", "stop", "-m", "fast"], pgdata=pgdata,
+                                         user="pgserver" if _is_root() else None)
+        except subprocess.CalledProcessError:
+            # As root, pg_ctl runs as the server's user, who loses its way to pgdata when a
+            # parent directory's permissions are reset meanwhile (pytest does so to its base
+            # temp directory): the same fast shutdown, asked by signal, still works.
+            if not _fast_shutdown_by_signal(pgdata):
+                raise
+
+
+def _fast_shutdown_by_signal(pgdata: Path, timeout: float = 60) -> bool:
+    info = _pgserver().utils.PostmasterInfo.read_from_pgdata(pgdata)
+    if info is None:
+        return False
+    try:
+        os.kill(info.pid, signal.SIGINT)  # PostgreSQL's "fast" shutdown
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            os.kill(info.pid, 0)
+            time.sleep(0.1)
+    except ProcessLookupError:
+        return True
+    return False
 
 
 def ensure_database(admin_url: str, name: str) -> None:
@@ -100,6 +127,4 @@ def ensure_database(admin_url: str, name: str) -> None:
 
 
 def _is_root() -> bool:
-    import os
-
     return hasattr(os, "geteuid") and os.geteuid() == 0

@@ -1,6 +1,11 @@
-"""`render-pipeline up` prepares the embedded stack: database, schema, seeds, store, DAGSTER_HOME."""
+"""`render-pipeline up` prepares the embedded stack: database, schema, seeds, store, DAGSTER_HOME;
+refuses bad limits; marks the runs it interrupted failed.  The supervision itself is drilled on a
+live stack in test_up_supervision.py."""
 
 from __future__ import annotations
+
+import json
+import subprocess
 
 import psycopg
 import yaml
@@ -60,3 +65,51 @@ def test_a_missing_bucket_stops_start_up_cleanly_or_is_created_on_request(s3_end
         make_s3_store(s3_endpoint, bucket).check_usable()
     finally:
         stop_embedded_server(tmp_path / "home")
+
+
+def test_a_bad_hang_limit_or_grace_is_one_line_and_starts_nothing(tmp_path, monkeypatch, capsys):
+    from render_pipeline.cli import main
+
+    monkeypatch.setenv("RENDER_PIPELINE_HOME", str(tmp_path / "home"))
+    for name in ("DATABASE_URL", "DAGSTER_PG_URL", "DAGSTER_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    for value in ("10", "soon"):
+        monkeypatch.setenv("RENDER_DAEMON_HANG_SECONDS", value)
+        assert main(["up"]) == 2
+        error = capsys.readouterr().err.strip()
+        assert len(error.splitlines()) == 1 and "RENDER_DAEMON_HANG_SECONDS" in error and "30 s" in error
+    monkeypatch.delenv("RENDER_DAEMON_HANG_SECONDS")
+    assert main(["up", "--run-grace", "-1"]) == 2
+    assert "--run-grace" in capsys.readouterr().err
+    assert not (tmp_path / "home" / "pgdata").exists()
+
+
+def test_interrupted_runs_are_marked_failed_with_the_reason(instance):
+    """At start: a STARTED run whose worker is gone; at stop: the runs launched through the
+    gRPC servers `up` stopped, and only those."""
+    from dagster import DagsterEventType, DagsterRunStatus
+    from dagster._core.events import EngineEventData
+    from dagster._core.test_utils import create_run_for_test
+
+    from render_pipeline.commands.up import GRPC_INFO_TAG, fail_runs_of_stopped_servers, fail_runs_without_worker
+
+    def started(socket: str | None = None, *, worker_pid: int | None = None):
+        tags = {GRPC_INFO_TAG: json.dumps({"host": "localhost", "socket": socket})} if socket else {}
+        run = create_run_for_test(instance, job_name="render_uploads", status=DagsterRunStatus.STARTED, tags=tags)
+        if worker_pid is not None:
+            instance.report_engine_event("Started process for run.", run, EngineEventData.in_process(worker_pid))
+        return run.run_id
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    orphan, ours, theirs = started(worker_pid=gone.pid), started("/tmp/ours-sock"), started("/tmp/theirs-sock")
+
+    fail_runs_without_worker(instance)
+    fail_runs_of_stopped_servers(instance, [b"python\0-m\0dagster\0api\0grpc\0--socket\0/tmp/ours-sock\0"])
+
+    def failure(run_id: str) -> list[str]:
+        return [event.message for event in instance.all_logs(run_id, of_type=DagsterEventType.RUN_FAILURE)]
+
+    assert failure(orphan) == ["run worker gone: found by `render-pipeline up` at start"]
+    assert failure(ours) == ["run worker stopped: `render-pipeline up` shut down before the run finished"]
+    assert failure(theirs) == [] and instance.get_run_by_id(theirs).status == DagsterRunStatus.STARTED

@@ -33,7 +33,7 @@ from render_pipeline.operations.backup import (
 )
 from render_pipeline.operations.postgres_tools import Database
 from render_pipeline.operations.restore import restore
-from render_pipeline.operations.stack import StackRunning
+from render_pipeline.stack import StackRunning
 from render_pipeline.resources.embedded_postgres import dagster_storage_url
 from render_pipeline.resources.factory import object_store_from_settings
 from render_pipeline.settings import load_settings

@@ -34,6 +34,9 @@ def test_the_drills_stuck_state_is_named_with_counts_and_fixes(database, instanc
     instance.report_engine_event("Started process for run.", run, EngineEventData.in_process(_dead_pid()))
     alive = create_run_for_test(instance, job_name="render_uploads", status=DagsterRunStatus.STARTED)
     instance.report_engine_event("Started process for run.", alive, EngineEventData.in_process(_live_worker_pid()))
+    spawned = create_run_for_test(instance, job_name="render_uploads", status=DagsterRunStatus.STARTED)
+    instance.report_engine_event("Started process for run.", spawned,
+                                 EngineEventData.in_process(_live_worker_pid("--multiprocessing-fork")))
     with database.connection() as conn:
         for n in range(30):
             insert_render(conn, insert_asset(conn, f"uploads/stuck{n}/a.jpg"), "halftone", "started",
@@ -52,6 +55,7 @@ def test_the_drills_stuck_state_is_named_with_counts_and_fixes(database, instanc
     assert findings["dead_runs"].status == "fail"
     assert "1 run(s) STARTED with no live worker" in findings["dead_runs"].detail
     assert run.run_id[:8] in findings["dead_runs"].detail and alive.run_id[:8] not in findings["dead_runs"].detail
+    assert spawned.run_id[:8] not in findings["dead_runs"].detail
     assert findings["stuck_renders"].status == "fail"
     assert "30 render(s) `started` over 60 min" in findings["stuck_renders"].detail
     assert "stale_render_reaper_job" in findings["stuck_renders"].detail
@@ -85,9 +89,10 @@ def test_stale_daemons_are_named_after_a_minute_not_dagsters_half_hour(instance)
 _workers: list[subprocess.Popen] = []
 
 
-def _live_worker_pid() -> int:
-    """A live process whose command line names dagster, as a run worker's does."""
-    process = subprocess.Popen(["python3", "-c", "import time; time.sleep(120)", "dagster-run-worker"])
+def _live_worker_pid(mark: str = "dagster-run-worker") -> int:
+    """A live process whose command line is marked as a run worker's is: `dagster api
+    execute_run …`, or the multiprocessing child the daemon's gRPC server runs a run in."""
+    process = subprocess.Popen(["python3", "-c", "import time; time.sleep(120)", mark])
     _workers.append(process)
     return process.pid
 
