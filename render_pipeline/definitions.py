@@ -10,6 +10,7 @@ from dagster import BetaWarning, Definitions, PreviewWarning, in_process_executo
 from render_pipeline import imaging
 from render_pipeline.assets.storage_usage import storage_usage
 from render_pipeline.jobs import MAINTENANCE_JOBS
+from render_pipeline.maintenance.dead_runs import dead_run_sensor
 from render_pipeline.render import render_definitions
 from render_pipeline.resources.factory import dagster_resources
 from render_pipeline.schedules import SCHEDULES
@@ -26,7 +27,7 @@ def build_definitions(settings: Settings) -> Definitions:
     presets = _known(settings.default_presets, imaging.PRESETS, "RENDER_DEFAULT_PRESETS") or list(
         imaging.DEFAULT_PRESET_IDS
     )
-    maintenance = Definitions(assets=[storage_usage], jobs=MAINTENANCE_JOBS, schedules=SCHEDULES)
+    maintenance = Definitions(assets=[storage_usage], jobs=MAINTENANCE_JOBS, schedules=SCHEDULES, sensors=[dead_run_sensor])
     shared = Definitions(
         resources=dagster_resources(settings),
         # Ops of a run share its scratch directory and handoff; parallelism comes from concurrent runs.

@@ -47,7 +47,8 @@ def tick(defs: Definitions, instance: DagsterInstance, sensor_name: str, cursor:
     return result
 
 
-def execute(defs: Definitions, instance: DagsterInstance, request: RunRequest, *, job_name: str = "render_uploads"):
+def execute(defs: Definitions, instance: DagsterInstance, request: RunRequest, *, job_name: str = "render_uploads",
+            run_id: str | None = None):
     """Run one run request in this process against ``instance`` (run keys deduplicated)."""
     tags = dict(request.tags)
     if request.run_key:
@@ -60,4 +61,5 @@ def execute(defs: Definitions, instance: DagsterInstance, request: RunRequest, *
         partition_key=request.partition_key,
         asset_selection=list(request.asset_selection) if request.asset_selection else None,
         raise_on_error=False,
+        run_id=run_id,
     )

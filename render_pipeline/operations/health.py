@@ -4,6 +4,7 @@ pipeline's own backlog, each with a count and the command that fixes it."""
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -47,22 +48,30 @@ def stale_daemons(instance: DagsterInstance, tolerance: float, now: float | None
     return stale
 
 
-def dead_worker_runs(instance: DagsterInstance) -> list[tuple[str, int]]:
-    """Runs Dagster calls STARTED whose worker process on this machine is gone: (run id, pid).
+def dead_worker_runs(
+    instance: DagsterInstance, statuses: Sequence[DagsterRunStatus] = (DagsterRunStatus.STARTED,)
+) -> list[tuple[str, int]]:
+    """Runs Dagster calls STARTED (or any of ``statuses``) whose worker process on this machine
+    is gone: (run id, pid).  A run whose worker has not reported its pid yet is not judged.
 
     Only the default launcher runs workers as local processes; for others this finds nothing.
     """
     if not isinstance(instance.run_launcher, DefaultRunLauncher):
         return []
     dead = []
-    for record in instance.get_run_records(RunsFilter(statuses=[DagsterRunStatus.STARTED])):
-        pid = _worker_pid(instance, record.dagster_run.run_id)
-        if pid is not None and not process_runs(pid, b"dagster"):
+    for record in instance.get_run_records(RunsFilter(statuses=list(statuses))):
+        pid = worker_pid(instance, record.dagster_run.run_id)
+        if pid is not None and not worker_alive(pid):
             dead.append((record.dagster_run.run_id, pid))
     return dead
 
 
-def _worker_pid(instance: DagsterInstance, run_id: str) -> int | None:
+def worker_alive(pid: int) -> bool:
+    """Whether ``pid`` is a live Dagster process (a recycled pid belongs to something else)."""
+    return process_runs(pid, b"dagster")
+
+
+def worker_pid(instance: DagsterInstance, run_id: str) -> int | None:
     """The pid the run worker reported at start ("Started process for run (pid: N)")."""
     for entry in instance.all_logs(run_id, of_type=DagsterEventType.ENGINE_EVENT):
         data = entry.dagster_event.engine_event_data if entry.dagster_event else None
