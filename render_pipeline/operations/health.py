@@ -87,7 +87,9 @@ def judge_pipeline(counts: PipelineCounts, dead_runs: list[tuple[str, int]]) -> 
     if dead_runs:
         ids = ", ".join(run_id[:8] for run_id, _pid in dead_runs)
         findings.append(("dead_runs", Finding("fail", f"{len(dead_runs)} run(s) STARTED with no live worker ({ids}) "
-                                                      f"hold run slots: terminate them in the UI (Runs), or {REAPER_FIX}")))
+                                                      f"hold run slots: dead_run_sensor fails them within a minute — if they stay, "
+                                                      f"check that the daemon runs and dead_run_sensor is on (Automation), "
+                                                      f"or terminate them in the UI (Runs)")))
     else:
         findings.append(("dead_runs", Finding("ok", "every STARTED run has a live worker")))
     stuck = []

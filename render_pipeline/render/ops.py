@@ -36,7 +36,7 @@ from render_pipeline.render.job import REQUEUE_RUN_TAG
 from render_pipeline.render.scratch import RenderScratch, SpilledArray
 from render_pipeline.render.stages import Composed, DecodedSource, Encoded, Fitted, Quantized, RenderJob
 from render_pipeline.resources.database import PostgresResource
-from render_pipeline.resources.object_store import ObjectStore
+from render_pipeline.resources.object_store import ObjectStore, ObjectStoreError
 from render_pipeline.run_policies import RENDER_POOL, STORAGE_RETRY, with_backoff
 from render_pipeline.store import renders as renders_store
 from render_pipeline.store import uploads as uploads_store
@@ -212,9 +212,9 @@ def build_render_ops(
 
         return _each(database, items, "preview", work)
 
-    # No step retry: each write is retried in the op (with_backoff) so that one failing object
-    # fails only its renders, and the database pool waits out a short PostgreSQL outage; a
-    # step retry would repeat every write of the batch.
+    # No step retry: each write is retried in the op (with_backoff, for the store's
+    # retry_seconds) so that one failing object fails only its renders, and the database pool
+    # waits out a short PostgreSQL outage; a step retry would repeat every write of the batch.
     @op(
         name=_op_name(style.id, "upload"),
         out={"result": Out(is_required=False), check_output: Out(is_required=False)},
@@ -238,15 +238,27 @@ def build_render_ops(
         for chunk in _chunks(items, UPLOAD_CHUNK):
             completed += _upload_chunk(database, object_store, chunk)
         context.log.info(f"{len(completed)} {style.id} render(s) completed")
-        with database.connection() as conn:
-            partition_keys = _partitions_of_run(context, conn, style.id)
-            asset_ids = {pk: asset_id_for(object_key_for(pk)) for pk in partition_keys}
-            rows = renders_store.rows_for(conn, list(asset_ids.values()), style.id)
-            uploads = uploads_store.uploads_by_partition(conn, partition_keys)
-        yield from events.render_partition_events(
-            context, style, config.presets, asset_ids, uploads, rows, completed,
-        )
+        try:
+            asset_ids, uploads, rows = with_backoff(lambda: _check_facts(context, database, style.id))
+        except Exception as exc:  # an error of the check, not of the renders written
+            partition_keys = ([pk for pk in context.partition_keys if any(c.partition_key == pk for c in completed)]
+                              if REQUEUE_RUN_TAG in context.run.tags else list(context.partition_keys))
+            yield from events.unchecked_partition_events(
+                context, style, config.presets, partition_keys, completed, failures.describe(exc))
+        else:
+            yield from events.render_partition_events(
+                context, style, config.presets, asset_ids, uploads, rows, completed,
+            )
         yield Output(None, output_name=check_output)
+
+    def _check_facts(context: OpExecutionContext, database: PostgresResource, style_id: str):
+        """What ``presets_complete`` judges: the run's partitions, their uploads and rows."""
+        with database.connection() as conn:
+            partition_keys = _partitions_of_run(context, conn, style_id)
+            asset_ids = {pk: asset_id_for(object_key_for(pk)) for pk in partition_keys}
+            rows = renders_store.rows_for(conn, list(asset_ids.values()), style_id)
+            uploads = uploads_store.uploads_by_partition(conn, partition_keys)
+        return asset_ids, uploads, rows
 
     def _upload_chunk(
         database: PostgresResource, object_store: ObjectStore, chunk: Sequence[Encoded]
@@ -258,7 +270,7 @@ def build_render_ops(
             objects += [(output_key, item.output_png.load(), "image/png"),
                         (preview_key, item.preview_jpeg.load(), "image/jpeg")]
         try:
-            with_backoff(lambda: object_store.put_many(objects))
+            with_backoff(lambda: object_store.put_many(objects), budget_seconds=object_store.retry_seconds)
         except Exception as exc:
             _fail(database, [item.job.target for item in chunk], "upload", _reason(exc))
             return []
@@ -332,7 +344,8 @@ def _partitions_of_run(context: OpExecutionContext, conn, style_id: str) -> list
 def _fetch_validated(object_store: ObjectStore, upload: uploads_store.UploadRow) -> bytes:
     """The upload's bytes from the store, only if they are still the version validated."""
     try:
-        data = with_backoff(lambda: object_store.get(upload.object_key))
+        data = with_backoff(lambda: object_store.get(upload.object_key), budget_seconds=object_store.retry_seconds,
+                            retry_on=(ObjectStoreError, OSError))
     except KeyError:
         raise UploadGone("the upload object no longer exists") from None
     if upload.sha256 and hashlib.sha256(data).hexdigest() != upload.sha256:

@@ -97,6 +97,12 @@ def check_key(key: str) -> str:
 class ObjectStore(ConfigurableResource, ABC):
     """What the pipeline needs from MinIO/S3, and nothing more."""
 
+    retry_seconds: float = Field(
+        default=45.0,
+        description="How long the render steps retry a failing read or write (MINIO_RETRY_SECONDS): an outage "
+                    "or error burst shorter than this fails no render.",
+    )
+
     @abstractmethod
     def put(self, key: str, data: bytes, *, content_type: str = "application/octet-stream") -> ObjectInfo:
         """Write (or overwrite) an object atomically."""

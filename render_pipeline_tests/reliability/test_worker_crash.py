@@ -166,6 +166,7 @@ def test_a_killed_worker_is_detected_its_slot_freed_and_its_renders_retried(
         attempts = {r["attempt"] for r in conn.execute("SELECT attempt FROM renders").fetchall()}
     assert attempts == {1, 2}  # A's render: the dead run, then its retry
     assert idle_tick < 5, idle_tick
+    assert defs.resolve_sensor_def("dead_run_sensor").minimum_interval_seconds <= 60
 
 
 def test_render_pool_limit_holds_and_a_crashed_runs_slot_is_freed(
