@@ -49,6 +49,7 @@ def test_minio_host_port_without_scheme_is_accepted():
         ({"MINIO_ENDPOINT": "ftp://minio", "MINIO_ACCESS_KEY": "a", "MINIO_SECRET_KEY": "b"}, "MINIO_ENDPOINT"),
         ({"MINIO_BUCKET": "Bad_Bucket"}, "MINIO_BUCKET"),
         ({"MINIO_READ_TIMEOUT": "-1"}, "MINIO_READ_TIMEOUT"),
+        ({"MINIO_RETRY_SECONDS": "soon"}, "MINIO_RETRY_SECONDS"),
         ({"LOG_LEVEL": "chatty"}, "LOG_LEVEL"),
     ],
 )
