@@ -10,7 +10,9 @@ worker's own "Started process" event) is gone and ends them through the instance
 through the code server (which may be gone too): a STARTED run is marked failed — the
 run-failure sensor then fails its renders with the reason and the daemon's run retry renders
 them again, skipping what was completed — and a CANCELING run is marked canceled.  Their
-pool slots are freed at once.  Other launchers (Docker, Kubernetes) report worker health
+pool slots are freed at once.  (A code server that outlives its worker fails the run itself,
+with Dagster's default message; the run-failure sensor then names the worker's exit from the
+code server's engine event: ``worker_crash_reason``.)  Other launchers (Docker, Kubernetes) report worker health
 to Dagster's run monitoring, which does the same.
 """
 
@@ -19,12 +21,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from logging import Logger
 
-from dagster import DagsterInstance, DagsterRunStatus, DefaultSensorStatus, SensorEvaluationContext, SkipReason, sensor
+from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, DefaultSensorStatus, SensorEvaluationContext, SkipReason, sensor
 
 from render_pipeline.operations.health import dead_worker_runs
 
 WORKER_DIED = "run worker died"
 DEAD_RUN_INTERVAL_SECONDS = 30
+# What Dagster's code server reports when a worker it launched exits unfinished: an engine
+# event with the exit, then a run failure with Dagster's default message.
+CRASH_EVENT_PREFIX = "Run execution process for "
+FAILED_FROM_OUTSIDE = "This run has been marked as failed from outside the execution context."
 
 
 @dataclass
@@ -35,6 +41,17 @@ class DeadRunReport:
 
 def worker_died_message(pid: int) -> str:
     return f"{WORKER_DIED}: its process (pid {pid}) is gone"
+
+
+def worker_crash_reason(instance: DagsterInstance, run_id: str) -> str | None:
+    """"run worker died: its process was terminated by signal 9 (SIGKILL)" when the code
+    server that launched the run saw its worker exit, else None."""
+    prefix = f"{CRASH_EVENT_PREFIX}{run_id} "
+    for entry in instance.all_logs(run_id, of_type=DagsterEventType.ENGINE_EVENT):
+        message = entry.dagster_event.message if entry.dagster_event else None
+        if message and message.startswith(prefix):
+            return f"{WORKER_DIED}: its process {message[len(prefix):].split('. ')[0].rstrip('.')}"
+    return None
 
 
 def end_run_of_dead_worker(instance: DagsterInstance, run_id: str, pid: int) -> DagsterRunStatus | None:
