@@ -12,7 +12,7 @@ from pydantic import field_validator
 
 from render_pipeline.maintenance.common import ALIVE_RUN_STATUSES, FINISHED_RUN_STATUSES, RENDER_KIND, in_range
 from render_pipeline.maintenance.dead_runs import end_run_of_dead_worker, worker_died_message
-from render_pipeline.operations.health import worker_alive, worker_pid
+from render_pipeline.operations.health import worker_alive, worker_process
 from render_pipeline.render.job import partition_keys_of
 from render_pipeline.render.partitions import uploads_partitions
 from render_pipeline.resources.database import PostgresResource
@@ -135,8 +135,9 @@ def _reap_run(instance, run_id, limit, config, report, log) -> str | None:
         return f"stale: Dagster run {run_id} ended {run.status.value} without finishing this render"
     if run.status not in ALIVE_RUN_STATUSES or not config.cancel_overdue_runs:
         return None
-    pid = worker_pid(instance, run_id) if isinstance(instance.run_launcher, DefaultRunLauncher) else None
-    if pid is not None and not worker_alive(pid):
+    worker = worker_process(instance, run_id) if isinstance(instance.run_launcher, DefaultRunLauncher) else None
+    if worker is not None and not worker_alive(*worker):
+        pid = worker[0]
         # Nothing to ask the code server (it may be gone too): the run is ended directly.
         report.runs_failed_worker_died += 1
         if not config.dry_run:

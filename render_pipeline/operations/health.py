@@ -3,18 +3,20 @@ pipeline's own backlog, each with a count and the command that fixes it."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 from dagster._core.launcher import DefaultRunLauncher
 
-from render_pipeline.stack import process_runs
 from render_pipeline.store.health import PipelineCounts
 from render_pipeline.store.uploads import REREQUEST_AFTER_SECONDS
 
+START_TIME_SLACK_SECONDS = 2.0  # the boot time in /proc/stat is whole seconds
 HEARTBEAT_TOLERANCE_SECONDS = 60.0  # Dagster's own default is 30 minutes: far too late for an operator
 # Dagster's scheduler sleeps until the next minute between iterations and beats only then
 # (measured gaps up to ~80 s): it gets this much more.
@@ -60,25 +62,41 @@ def dead_worker_runs(
         return []
     dead = []
     for record in instance.get_run_records(RunsFilter(statuses=list(statuses))):
-        pid = worker_pid(instance, record.dagster_run.run_id)
-        if pid is not None and not worker_alive(pid):
-            dead.append((record.dagster_run.run_id, pid))
+        worker = worker_process(instance, record.dagster_run.run_id)
+        if worker is not None and not worker_alive(*worker):
+            dead.append((record.dagster_run.run_id, worker[0]))
     return dead
 
 
-def worker_alive(pid: int) -> bool:
-    """Whether ``pid`` is a live Dagster process (a recycled pid belongs to something else)."""
-    return process_runs(pid, b"dagster")
-
-
-def worker_pid(instance: DagsterInstance, run_id: str) -> int | None:
-    """The pid the run worker reported at start ("Started process for run (pid: N)")."""
+def worker_process(instance: DagsterInstance, run_id: str) -> tuple[int, float] | None:
+    """(pid, when it reported) from the run worker's "Started process for run (pid: N)"."""
     for entry in instance.all_logs(run_id, of_type=DagsterEventType.ENGINE_EVENT):
         data = entry.dagster_event.engine_event_data if entry.dagster_event else None
         value = data.metadata.get("pid") if data is not None else None
         if value is not None:
-            return int(value.value)
+            return int(value.value), entry.timestamp
     return None
+
+
+def worker_alive(pid: int, reported_at: float) -> bool:
+    """Whether ``pid`` is still the process that reported itself as a run's worker at
+    ``reported_at``: it exists, is no zombie, and started before it reported (a recycled pid
+    started later).  The launcher's workers are multiprocessing children of the code server,
+    so their command line does not say what they are.  Without /proc, existence decides."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # alive, owned by another user
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))
+    except (OSError, StopIteration, IndexError, ValueError):
+        return True
+    started = boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    return fields[0] != "Z" and started <= reported_at + START_TIME_SLACK_SECONDS
 
 
 def judge_pipeline(counts: PipelineCounts, dead_runs: list[tuple[str, int]]) -> list[tuple[str, Finding]]:

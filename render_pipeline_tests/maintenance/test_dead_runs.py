@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from datetime import timedelta
 
 from dagster import DagsterRunStatus
@@ -13,6 +14,7 @@ from dagster._core.test_utils import create_run_for_test
 from dagster._utils import get_run_crash_explanation
 
 from render_pipeline.maintenance.common import RENDER_KIND
+from render_pipeline.operations.health import worker_alive
 from render_pipeline_tests.maintenance.scenario import STYLES, insert_asset, insert_render
 from render_pipeline_tests.orchestration_helpers import definitions_for, tick
 from render_pipeline_tests.reliability.harness import Pipeline
@@ -39,7 +41,7 @@ def test_the_sensor_ends_runs_whose_worker_is_gone_and_leaves_live_ones(
     database, database_url, instance, tmp_path, monkeypatch
 ):
     defs = _defs(database_url, tmp_path, monkeypatch)
-    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "dagster-run-worker"])
+    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         alive = _run_with_worker(instance, DagsterRunStatus.STARTED, worker.pid)
         assert tick(defs, instance, "dead_run_sensor").skip_reason.skip_message == "every STARTED run has a live worker"
@@ -71,3 +73,14 @@ def test_a_worker_its_code_server_saw_die_is_named_in_the_renders_reason(
     assert row["status"] == "failed"
     assert row["error_message"] == (f"unfinished: run failed: run worker died: its process was terminated by "
                                     f"signal 9 (SIGKILL) (run {run.run_id})"), row["error_message"]
+
+
+def test_a_worker_is_its_pid_only_if_it_started_before_it_reported():
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert worker_alive(process.pid, time.time() + 1)
+        assert not worker_alive(process.pid, time.time() - 60)  # the pid was recycled since
+    finally:
+        process.kill()
+        process.wait()
+    assert not worker_alive(process.pid, time.time())

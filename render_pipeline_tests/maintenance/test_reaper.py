@@ -127,7 +127,7 @@ def test_overdue_runs_whose_code_server_is_gone_are_ended_without_blocking(datab
     dead, alive = (create_run_for_test(instance, job_name="render_uploads", status=DagsterRunStatus.STARTED,
                                        tags={**RENDER_KIND, GRPC_INFO_TAG: gone}) for _ in range(2))
     instance.report_engine_event("Started process for run.", dead, EngineEventData.in_process(_dead_pid()))
-    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "dagster-run-worker"])
+    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         instance.report_engine_event("Started process for run.", alive, EngineEventData.in_process(worker.pid))
         with database.transaction() as conn:

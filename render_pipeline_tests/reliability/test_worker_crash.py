@@ -62,7 +62,7 @@ def _spawn(tmp_path, request: RunRequest, name: str) -> subprocess.Popen:
     path.write_text(serialize_value(request), encoding="utf-8")
     log = open(tmp_path / f"{name}.log", "wb")
     return subprocess.Popen(
-        [sys.executable, "-m", "render_pipeline_tests.reliability.worker", str(path), "dagster-run-worker"],
+        [sys.executable, "-m", "render_pipeline_tests.reliability.worker", str(path)],
         stdout=subprocess.PIPE, stderr=log, env=dict(os.environ), cwd=os.getcwd(),
     )
 
@@ -144,7 +144,7 @@ def test_a_killed_worker_is_detected_its_slot_freed_and_its_renders_retried(
     assert instance.get_run_by_id(run_a.run_id).status == DagsterRunStatus.STARTED  # nothing noticed yet
 
     # The sensor's next tick (≤ 30 s later under the daemon): A failed, its run slot free.
-    _dead_run_tick(defs, instance)
+    detecting_tick = _dead_run_tick(defs, instance)
     run_a = instance.get_run_by_id(run_a.run_id)
     assert run_a.status == DagsterRunStatus.FAILURE
     [failure] = instance.get_records_for_run(run_a.run_id, of_type=DagsterEventType.RUN_FAILURE).records
@@ -166,6 +166,7 @@ def test_a_killed_worker_is_detected_its_slot_freed_and_its_renders_retried(
         attempts = {r["attempt"] for r in conn.execute("SELECT attempt FROM renders").fetchall()}
     assert attempts == {1, 2}  # A's render: the dead run, then its retry
     assert idle_tick < 5, idle_tick
+    print(f"dead_run_sensor: {idle_tick:.2f} s with A alive, {detecting_tick:.2f} s failing A")
     assert defs.resolve_sensor_def("dead_run_sensor").minimum_interval_seconds <= 60
 
 

@@ -5,7 +5,6 @@ RunRequest against the instance in $DAGSTER_HOME, with the definitions the envir
 configures (the same `build_definitions` as `render_pipeline.definitions`), and prints
 `run_id status`.  Like the launcher's worker (`dagster api execute_run`) it reports its pid
 first ("Started process for run (pid: N)"), which is how a dead worker is recognised; tests
-name it `dagster-run-worker` on its command line, as the launcher's workers are named, and
 SIGKILL it mid-render.  `execute_serialized` does the same inside a
 process pool (the burst runs two workers, as two run slots would).
 """
