@@ -49,8 +49,9 @@ def worker_crash_reason(instance: DagsterInstance, run_id: str) -> str | None:
     prefix = f"{CRASH_EVENT_PREFIX}{run_id} "
     for entry in instance.all_logs(run_id, of_type=DagsterEventType.ENGINE_EVENT):
         message = entry.dagster_event.message if entry.dagster_event else None
-        if message and message.startswith(prefix):
-            return f"{WORKER_DIED}: its process {message[len(prefix):].split('. ')[0].rstrip('.')}"
+        start = message.find(prefix) if message else -1  # after the reporter's "[DagsterApiServer] "
+        if start >= 0:
+            return f"{WORKER_DIED}: its process {message[start + len(prefix):].split('. ')[0].rstrip('.')}"
     return None
 
 

@@ -11,6 +11,7 @@ from datetime import timedelta
 from dagster import DagsterRunStatus
 from dagster._core.events import EngineEventData
 from dagster._core.test_utils import create_run_for_test
+from dagster._grpc.server import DagsterApiServer
 from dagster._utils import get_run_crash_explanation
 
 from render_pipeline.maintenance.common import RENDER_KIND
@@ -65,7 +66,8 @@ def test_a_worker_its_code_server_saw_die_is_named_in_the_renders_reason(
         render_id = insert_render(conn, insert_asset(conn, "uploads/w/a.png"), STYLES[0], "started",
                                   age=timedelta(minutes=1), run_id=run.run_id)
     # What Dagster's code server does when the worker it launched is SIGKILLed.
-    instance.report_engine_event(get_run_crash_explanation(f"Run execution process for {run.run_id}", -9), run)
+    instance.report_engine_event(get_run_crash_explanation(f"Run execution process for {run.run_id}", -9), run,
+                                 cls=DagsterApiServer)
     instance.report_run_failed(run)
     Pipeline(defs, instance).notify_failure(run.run_id)
     with database.connection() as conn:
