@@ -7,6 +7,13 @@ public ``optimize_for_webserver`` (a pool of one connection plus overflow); this
 the same in every process that loads the instance — run workers, the daemon, code servers.
 `dagster.yaml` names it through Dagster's configurable-class mechanism (``storage: custom``).
 
+It also rides out a PostgreSQL restart: dagster-postgres retries a failed connect five times
+within about six seconds, then raises "too many retries for DB connection" — inside a run
+worker that fails the step writing an event, which no op retry covers.  Here a pooled
+connection is checked before use (a dead one is replaced), and a new connection keeps being
+attempted for up to ``OUTAGE_TOLERANCE_SECONDS`` since the first failure, so a restart of up
+to that long only pauses the process.
+
 With no ``postgres_url`` in its config and no DAGSTER_PG_URL, it uses the storage that
 `render-pipeline up` would (the embedded server on embedded defaults), so Dagster's own
 commands (`dagster dev`, `dagster definitions validate`, `dg check defs`) work from a fresh
@@ -17,15 +24,21 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 
 from dagster_postgres import DagsterPostgresStorage
+from sqlalchemy import event
+from sqlalchemy.exc import DisconnectionError
 from dagster_postgres.utils import get_token_provider_from_config, pg_url_from_config
 
 NO_STATEMENT_TIMEOUT = 0  # runs and the daemon issue long queries (history retention)
 POOL_RECYCLE_SECONDS = 3600
 POOL_MAX_OVERFLOW = 8  # concurrent users of one process's storage: daemon threads, op threads
+OUTAGE_TOLERANCE_SECONDS = 45.0  # a restart (stop, start, recovery) of up to 30 s, with room
+MAX_CONNECT_DELAY_SECONDS = 2.0
 
 
 class PooledPostgresStorage(DagsterPostgresStorage):
@@ -35,6 +48,10 @@ class PooledPostgresStorage(DagsterPostgresStorage):
         super().__init__(postgres_url, should_autocreate_tables, inst_data, token_provider)
         for storage in (self.run_storage, self.event_log_storage, self.schedule_storage):
             storage.optimize_for_webserver(NO_STATEMENT_TIMEOUT, POOL_RECYCLE_SECONDS, POOL_MAX_OVERFLOW)
+            # The engine dagster-postgres just made (it has no public accessor).
+            engine = storage._engine  # noqa: SLF001
+            event.listen(engine, "do_connect", OutageTolerantConnect())
+            event.listen(engine, "checkout", _replace_if_dead)
 
     @classmethod
     def from_config_value(cls, inst_data, config_value: Mapping[str, Any]) -> PooledPostgresStorage:
@@ -45,6 +62,52 @@ class PooledPostgresStorage(DagsterPostgresStorage):
             should_autocreate_tables=config_value.get("should_autocreate_tables", True),
             token_provider=get_token_provider_from_config(config_value),
         )
+
+
+class OutageTolerantConnect:
+    """SQLAlchemy ``do_connect`` hook: while the server refuses connections, try again (0.25 s,
+    doubling to ``MAX_CONNECT_DELAY_SECONDS``) until ``OUTAGE_TOLERANCE_SECONDS`` have passed
+    since the first refusal; after that each attempt fails at once until one succeeds, so
+    callers that retry on their own (dagster-postgres does) do not multiply the wait."""
+
+    def __init__(self, tolerance: float = OUTAGE_TOLERANCE_SECONDS) -> None:
+        self.tolerance = tolerance
+        self._failing_since: float | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self, dialect, _connection_record, cargs, cparams):
+        delay = 0.25
+        while True:
+            try:
+                connection = dialect.connect(*cargs, **cparams)
+            except dialect.loaded_dbapi.OperationalError:
+                with self._lock:
+                    now = time.monotonic()
+                    self._failing_since = self._failing_since or now
+                    remaining = self._failing_since + self.tolerance - now
+                if remaining <= 0:
+                    raise
+                time.sleep(min(delay, remaining))
+                delay = min(delay * 2, MAX_CONNECT_DELAY_SECONDS)
+            else:
+                with self._lock:
+                    self._failing_since = None
+                return connection
+
+
+def _replace_if_dead(dbapi_connection, _connection_record, _connection_proxy) -> None:
+    """Pool ``checkout`` hook (SQLAlchemy's pessimistic disconnect handling): a connection the
+    server closed (it restarted) is replaced before use instead of failing the statement."""
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("SELECT 1")
+    except Exception as exc:
+        raise DisconnectionError() from exc
+    finally:
+        try:
+            cursor.close()
+        except Exception:
+            pass
 
 
 def _stack_storage_url() -> str:

@@ -57,6 +57,7 @@ class ObjectStoreSettings:
     read_timeout: float
     max_attempts: int
     local_root: Path
+    retry_seconds: float = 45.0
 
     @property
     def is_s3(self) -> bool:
@@ -190,6 +191,7 @@ def _object_store_settings(env: Mapping[str, str], home: Path) -> ObjectStoreSet
         read_timeout=_positive_float(env, "MINIO_READ_TIMEOUT", default=30.0),
         max_attempts=int(_positive_float(env, "MINIO_MAX_ATTEMPTS", default=3)),
         local_root=local_root,
+        retry_seconds=_positive_float(env, "MINIO_RETRY_SECONDS", default=45.0),
     )
 
 

@@ -15,6 +15,7 @@ from render_pipeline.imaging.synthetic import photo_like
 from render_pipeline.settings import load_settings
 
 TEST_PRESETS = ("play-feature", "square-1024")
+TEST_RETRY_SECONDS = "1"
 
 
 def jpeg_bytes(width: int = 320, height: int = 240, *, seed: int = 0) -> bytes:
@@ -30,7 +31,11 @@ def png_bytes(width: int = 200, height: int = 160, *, seed: int = 1) -> bytes:
 
 
 def definitions_for(env: dict[str, str], *, presets: Sequence[str] = TEST_PRESETS) -> Definitions:
-    return build_definitions(load_settings({**env, "RENDER_DEFAULT_PRESETS": ",".join(presets)}))
+    """The project's definitions for ``env``.  A failing read or write is retried for
+    TEST_RETRY_SECONDS unless ``env`` says otherwise: the production budget (45 s) would make
+    every permanent-failure scenario wait it out."""
+    return build_definitions(load_settings({"MINIO_RETRY_SECONDS": TEST_RETRY_SECONDS, **env,
+                                            "RENDER_DEFAULT_PRESETS": ",".join(presets)}))
 
 
 def tick(defs: Definitions, instance: DagsterInstance, sensor_name: str, cursor: str | None = None) -> SensorResult:
@@ -47,7 +52,8 @@ def tick(defs: Definitions, instance: DagsterInstance, sensor_name: str, cursor:
     return result
 
 
-def execute(defs: Definitions, instance: DagsterInstance, request: RunRequest, *, job_name: str = "render_uploads"):
+def execute(defs: Definitions, instance: DagsterInstance, request: RunRequest, *, job_name: str = "render_uploads",
+            run_id: str | None = None):
     """Run one run request in this process against ``instance`` (run keys deduplicated)."""
     tags = dict(request.tags)
     if request.run_key:
@@ -60,4 +66,5 @@ def execute(defs: Definitions, instance: DagsterInstance, request: RunRequest, *
         partition_key=request.partition_key,
         asset_selection=list(request.asset_selection) if request.asset_selection else None,
         raise_on_error=False,
+        run_id=run_id,
     )

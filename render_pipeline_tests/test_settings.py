@@ -55,6 +55,7 @@ def test_upload_events_are_off_by_default_and_read_from_the_app_database():
         ({"MINIO_ENDPOINT": "ftp://minio", "MINIO_ACCESS_KEY": "a", "MINIO_SECRET_KEY": "b"}, "MINIO_ENDPOINT"),
         ({"MINIO_BUCKET": "Bad_Bucket"}, "MINIO_BUCKET"),
         ({"MINIO_READ_TIMEOUT": "-1"}, "MINIO_READ_TIMEOUT"),
+        ({"MINIO_RETRY_SECONDS": "soon"}, "MINIO_RETRY_SECONDS"),
         ({"LOG_LEVEL": "chatty"}, "LOG_LEVEL"),
         ({"RENDER_EVENTS_TABLE": 'minio_events"; DROP TABLE assets; --'}, "RENDER_EVENTS_TABLE"),
         ({"RENDER_EVENTS_TABLE": "a.b.c"}, "RENDER_EVENTS_TABLE"),

@@ -7,9 +7,12 @@ from datetime import timedelta
 from logging import Logger
 
 from dagster import Config, DagsterInstance, RunsFilter
+from dagster._core.launcher import DefaultRunLauncher
 from pydantic import field_validator
 
 from render_pipeline.maintenance.common import ALIVE_RUN_STATUSES, FINISHED_RUN_STATUSES, RENDER_KIND, in_range
+from render_pipeline.maintenance.dead_runs import end_run_of_dead_worker, worker_died_message
+from render_pipeline.operations.health import worker_alive, worker_process
 from render_pipeline.render.job import partition_keys_of
 from render_pipeline.render.partitions import uploads_partitions
 from render_pipeline.resources.database import PostgresResource
@@ -50,6 +53,7 @@ class ReaperReport:
     runs_missing: int = 0
     runs_finished: int = 0
     runs_canceled: int = 0
+    runs_failed_worker_died: int = 0
     left_to_run_monitoring: int = 0
     stale_queued: int = 0
     queued_waiting_for_run: int = 0
@@ -120,7 +124,7 @@ def reap_stale_renders(
 
 
 def _reap_run(instance, run_id, limit, config, report, log) -> str | None:
-    """Why the renders of this run are stale (and cancel it if it is overdue), or None to leave
+    """Why the renders of this run are stale (and end it if it is overdue), or None to leave
     them to Dagster's run monitoring."""
     run = instance.get_run_by_id(run_id) if run_id else None
     if run is None:
@@ -131,17 +135,34 @@ def _reap_run(instance, run_id, limit, config, report, log) -> str | None:
         return f"stale: Dagster run {run_id} ended {run.status.value} without finishing this render"
     if run.status not in ALIVE_RUN_STATUSES or not config.cancel_overdue_runs:
         return None
+    worker = worker_process(instance, run_id) if isinstance(instance.run_launcher, DefaultRunLauncher) else None
+    if worker is not None and not worker_alive(*worker):
+        pid = worker[0]
+        # Nothing to ask the code server (it may be gone too): the run is ended directly.
+        report.runs_failed_worker_died += 1
+        if not config.dry_run:
+            end_run_of_dead_worker(instance, run_id, pid)
+            log.warning(f"run {run_id}: {worker_died_message(pid)}; marked failed by the stale-render reaper")
+        return f"stale: Dagster run {run_id}: {worker_died_message(pid)}"
     report.runs_canceled += 1
     if not config.dry_run:
-        message = f"canceled by the stale-render reaper: still {run.status.value} after {limit}"
-        # The coordinator dequeues a queued run or asks the launcher to stop the worker; a
-        # worker that is gone cannot answer, so the run is then marked canceled directly.
-        if not instance.run_coordinator.cancel_run(run_id):
-            current = instance.get_run_by_id(run_id)
-            if current is not None and not current.is_finished:
-                instance.report_run_canceled(current, message=message)
-        log.warning(f"run {run_id}: {message}")
+        _cancel(instance, run_id, f"canceled by the stale-render reaper: still {run.status.value} after {limit}", log)
     return f"stale: Dagster run {run_id} was still {run.status.value} after {limit}; canceled by the reaper"
+
+
+def _cancel(instance: DagsterInstance, run_id: str, message: str, log: Logger) -> None:
+    """Cancel through the coordinator (it dequeues a queued run or asks the launcher to stop
+    the worker); a worker or code server that cannot answer, or refuses, does not stop the
+    reaper: the run is then marked canceled directly."""
+    try:
+        canceled = instance.run_coordinator.cancel_run(run_id)
+    except Exception as exc:  # e.g. DagsterUserCodeUnreachableError from a code server that is gone
+        log.warning(f"run {run_id}: cancel request failed ({type(exc).__name__}); marking it canceled directly")
+        canceled = False
+    current = instance.get_run_by_id(run_id)
+    if not canceled and current is not None and not current.is_finished:
+        instance.report_run_canceled(current, message=message)
+    log.warning(f"run {run_id}: {message}")
 
 
 def _partitions_in_flight(instance: DagsterInstance) -> set[str]:

@@ -26,6 +26,7 @@ from dagster._core.scheduler.instigation import InstigatorStatus
 from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 
+from render_pipeline.maintenance.dead_runs import dead_run_sensor
 from render_pipeline.render.job import PARTITION_RANGE_END_TAG, PARTITION_RANGE_START_TAG, PARTITION_TAG
 from render_pipeline.run_queue import PauseRecord, StoppedInstigator, read_pause, write_pause
 
@@ -70,8 +71,10 @@ def code_location(instance: DagsterInstance) -> Iterator[RemoteRepository]:
 
 
 def requesting_instigators(repository: RemoteRepository) -> list[RemoteSensor | RemoteSchedule]:
-    """The sensors and schedules that request runs: all but the run-status sensors."""
-    sensors = [s for s in repository.get_sensors() if s.sensor_type != SensorType.RUN_STATUS]
+    """The sensors and schedules that request runs: all but the run-status sensors and the
+    dead-run sensor, which only end runs and keep doing so while the queue is paused."""
+    sensors = [s for s in repository.get_sensors()
+               if s.sensor_type != SensorType.RUN_STATUS and s.name != dead_run_sensor.name]
     return [*sensors, *repository.get_schedules()]
 
 

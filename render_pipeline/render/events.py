@@ -108,23 +108,58 @@ def render_partition_events(
         problems = _preset_problems(uploads.get(partition_key), rows_by_upload.get(asset_id, {}), presets, mine,
                                     style.version)
         if mine:
-            yield AssetMaterialization(
-                asset_key=key,
-                partition=partition_key,
-                description=f"{len(mine)} of {len(presets)} preset(s) rendered",
-                metadata=render_partition_metadata([(c.record, c.preview_jpeg) for c in mine]),
-                tags=_provenance_tags(code_version, provenance.get(partition_key), [c.record for c in mine]),
-            )
+            yield _materialization(key, code_version, partition_key, mine, presets, provenance.get(partition_key))
         checks.append(PartitionCheck(
             partition_key,
             passed=not problems,
             description="; ".join(problems) if problems else f"all {len(presets)} preset(s) completed",
-            metadata={
-                "presets": MetadataValue.int(len(presets)),
-                "completed": MetadataValue.int(len(mine)),
-            },
+            metadata=_check_metadata(presets, mine),
         ))
     yield from check_evaluations(context.instance, key, PRESETS_CHECK, checks)
+
+
+def unchecked_partition_events(
+    context: OpExecutionContext,
+    style: imaging.StyleSpec,
+    presets: Sequence[str],
+    partition_keys: Sequence[str],
+    completed: Sequence[CompletedItem],
+    reason: str,
+) -> Iterator[AssetMaterialization | AssetCheckEvaluation]:
+    """The run's events when the rows behind ``presets_complete`` cannot be read: each
+    partition's materialization of what this run wrote, and an evaluation per partition that
+    fails as an error of the check (it could not look) — the renders themselves stand."""
+    key = render_asset_key(style.id)
+    code_version = f"{style.id}@{style.version}"
+    checks = []
+    for partition_key in partition_keys:
+        mine = [item for item in completed if item.partition_key == partition_key]
+        if mine:
+            yield _materialization(key, code_version, partition_key, mine, presets, None)
+        checks.append(PartitionCheck(
+            partition_key, passed=False,
+            description=f"not evaluated: the render rows could not be read ({reason}); this run wrote "
+                        f"{len(mine)} of {len(presets)} preset(s)",
+            metadata=_check_metadata(presets, mine),
+        ))
+    yield from check_evaluations(context.instance, key, PRESETS_CHECK, checks)
+
+
+def _materialization(
+    key: AssetKey, code_version: str, partition_key: str, mine: Sequence[CompletedItem], presets: Sequence[str],
+    upload: EventLogRecord | None,
+) -> AssetMaterialization:
+    return AssetMaterialization(
+        asset_key=key,
+        partition=partition_key,
+        description=f"{len(mine)} of {len(presets)} preset(s) rendered",
+        metadata=render_partition_metadata([(c.record, c.preview_jpeg) for c in mine]),
+        tags=_provenance_tags(code_version, upload, [c.record for c in mine]),
+    )
+
+
+def _check_metadata(presets: Sequence[str], mine: Sequence[CompletedItem]) -> dict[str, MetadataValue]:
+    return {"presets": MetadataValue.int(len(presets)), "completed": MetadataValue.int(len(mine))}
 
 
 def upload_check(facts: Mapping) -> PartitionCheck:

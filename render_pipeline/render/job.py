@@ -9,7 +9,10 @@ from dagster import AssetKey, AssetSelection, define_asset_job, in_process_execu
 from render_pipeline.run_policies import RENDER_KIND
 
 # Render runs pass images between ops in memory, so a run retry must re-execute every step.
-RENDER_RUN_TAGS = {**RENDER_KIND, "dagster/retry_strategy": "ALL_STEPS"}
+# A retry skips the renders already completed, so it is safe after any failure, a step's
+# included: e.g. Dagster's own event write failing during a PostgreSQL restart, which no op
+# retry policy covers (dagster.yaml keeps retry_on_asset_or_op_failure off for other jobs).
+RENDER_RUN_TAGS = {**RENDER_KIND, "dagster/retry_strategy": "ALL_STEPS", "dagster/retry_on_asset_or_op_failure": "true"}
 PARTITION_TAG = "dagster/partition"
 PARTITION_RANGE_START_TAG = "dagster/asset_partition_range_start"
 PARTITION_RANGE_END_TAG = "dagster/asset_partition_range_end"

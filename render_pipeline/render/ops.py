@@ -32,6 +32,7 @@ from render_pipeline import imaging
 from render_pipeline.keys import asset_id_for, object_key_for, render_object_keys
 from render_pipeline.render import events, failures
 from render_pipeline.render.handoff import HANDOFF_IO_MANAGER
+from render_pipeline.render.job import REQUEUE_RUN_TAG
 from render_pipeline.render.scratch import RenderScratch, SpilledArray
 from render_pipeline.render.stages import Composed, DecodedSource, Encoded, Fitted, Quantized, RenderJob
 from render_pipeline.render.targets import UploadGone, fetch_validated, partitions_of_run, targets_of_run
@@ -248,9 +249,9 @@ def _preview_op(style: imaging.StyleSpec) -> OpDefinition:
 
 def _upload_op(style: imaging.StyleSpec, RenderRequest: type[Config], algorithm_config: dict,
                check_output: str) -> OpDefinition:
-    # No step retry: each write is retried in the op (with_backoff) so that one failing object
-    # fails only its renders, and the database pool waits out a short PostgreSQL outage; a
-    # step retry would repeat every write of the batch.
+    # No step retry: each write is retried in the op (with_backoff, for the store's
+    # retry_seconds) so that one failing object fails only its renders, and the database pool
+    # waits out a short PostgreSQL outage; a step retry would repeat every write of the batch.
     @op(
         name=_op_name(style.id, "upload"),
         out={"result": Out(is_required=False), check_output: Out(is_required=False)},
@@ -274,17 +275,30 @@ def _upload_op(style: imaging.StyleSpec, RenderRequest: type[Config], algorithm_
         for chunk in _chunks(items, UPLOAD_CHUNK):
             completed += _upload_chunk(database, object_store, chunk, style, algorithm_config)
         context.log.info(f"{len(completed)} {style.id} render(s) completed")
-        with database.connection() as conn:
-            partition_keys = partitions_of_run(context, conn, style.id)
-            asset_ids = {pk: asset_id_for(object_key_for(pk)) for pk in partition_keys}
-            rows = renders_store.rows_for(conn, list(asset_ids.values()), style.id)
-            uploads = uploads_store.uploads_by_partition(conn, partition_keys)
-        yield from events.render_partition_events(
-            context, style, config.presets, asset_ids, uploads, rows, completed,
-        )
+        try:
+            asset_ids, uploads, rows = with_backoff(lambda: _check_facts(context, database, style.id))
+        except Exception as exc:  # an error of the check, not of the renders written
+            partition_keys = ([pk for pk in context.partition_keys if any(c.partition_key == pk for c in completed)]
+                              if REQUEUE_RUN_TAG in context.run.tags else list(context.partition_keys))
+            yield from events.unchecked_partition_events(
+                context, style, config.presets, partition_keys, completed, failures.describe(exc))
+        else:
+            yield from events.render_partition_events(
+                context, style, config.presets, asset_ids, uploads, rows, completed,
+            )
         yield Output(None, output_name=check_output)
 
     return upload
+
+
+def _check_facts(context: OpExecutionContext, database: PostgresResource, style_id: str):
+    """What ``presets_complete`` judges: the run's partitions, their uploads and rows."""
+    with database.connection() as conn:
+        partition_keys = partitions_of_run(context, conn, style_id)
+        asset_ids = {pk: asset_id_for(object_key_for(pk)) for pk in partition_keys}
+        rows = renders_store.rows_for(conn, list(asset_ids.values()), style_id)
+        uploads = uploads_store.uploads_by_partition(conn, partition_keys)
+    return asset_ids, uploads, rows
 
 
 def _upload_chunk(
@@ -298,7 +312,7 @@ def _upload_chunk(
         objects += [(output_key, item.output_png.load(), "image/png"),
                     (preview_key, item.preview_jpeg.load(), "image/jpeg")]
     try:
-        with_backoff(lambda: object_store.put_many(objects))
+        with_backoff(lambda: object_store.put_many(objects), budget_seconds=object_store.retry_seconds)
     except Exception as exc:
         _fail(database, [item.job.target for item in chunk], "upload", _reason(exc))
         return []

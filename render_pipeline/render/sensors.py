@@ -42,6 +42,7 @@ from render_pipeline.keys import (
     short_hash,
     storable_key,
 )
+from render_pipeline.maintenance.dead_runs import FAILED_FROM_OUTSIDE, worker_crash_reason
 from render_pipeline.render import failures
 from render_pipeline.render import upload_events as event_intake
 from render_pipeline.render.events import render_asset_key
@@ -289,8 +290,11 @@ def _fail_rows_of_run(context: RunStatusSensorContext, database: PostgresResourc
             style = style_of_step(event.step_key)
             if style is not None:
                 step_reasons.setdefault(style, reason)
-        if first_failure is None and context.failure_event.message:
-            first_failure = f"{what}: {failures.one_line(context.failure_event.message)}"
+        message = context.failure_event.message
+        if first_failure is None and message:
+            if message == FAILED_FROM_OUTSIDE:
+                message = worker_crash_reason(context.instance, run.run_id) or message
+            first_failure = f"{what}: {failures.one_line(message)}"
     run_reason = first_failure or what
     partitions = partition_keys_of(
         run.tags, lambda: context.instance.get_dynamic_partitions(uploads_partitions.name)

@@ -11,7 +11,7 @@ from dagster import OpExecutionContext
 from render_pipeline import imaging
 from render_pipeline.keys import render_id_for
 from render_pipeline.render.job import REQUEUE_RUN_TAG
-from render_pipeline.resources.object_store import ObjectStore
+from render_pipeline.resources.object_store import ObjectStore, ObjectStoreError
 from render_pipeline.run_policies import with_backoff
 from render_pipeline.store import renders as renders_store
 from render_pipeline.store import uploads as uploads_store
@@ -53,7 +53,8 @@ def partitions_of_run(context: OpExecutionContext, conn, style_id: str) -> list[
 def fetch_validated(object_store: ObjectStore, upload: uploads_store.UploadRow) -> bytes:
     """The upload's bytes from the store, only if they are still the version validated."""
     try:
-        data = with_backoff(lambda: object_store.get(upload.object_key))
+        data = with_backoff(lambda: object_store.get(upload.object_key), budget_seconds=object_store.retry_seconds,
+                            retry_on=(ObjectStoreError, OSError))
     except KeyError:
         raise UploadGone("the upload object no longer exists") from None
     if upload.sha256 and hashlib.sha256(data).hexdigest() != upload.sha256:

@@ -15,6 +15,10 @@ from pydantic import Field, PrivateAttr
 
 from render_pipeline.settings import DatabaseSettings
 
+# A restart of up to 30 s (stop, start, recovery) ends before the pool's reconnect attempt at
+# ~31 s (1 + 2 + 4 + 8 + 16 s): a statement waits that long rather than failing its step.
+CHECKOUT_WAIT_SECONDS = 45.0
+
 
 class DatabaseUnavailable(RuntimeError):
     """The database could not be reached; the message says which server and why, one line."""
@@ -93,8 +97,10 @@ class PostgresResource(ConfigurableResource):
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection]:
-        """An autocommit connection from the pool; each statement commits on its own."""
-        with self._get_pool().connection() as conn:
+        """An autocommit connection from the pool; each statement commits on its own.  During a
+        server restart the pool replaces its dead connections and this waits for one (up to
+        ``CHECKOUT_WAIT_SECONDS``: the pool's reconnect attempts back off 1, 2, 4, 8, 16 s)."""
+        with self._get_pool().connection(timeout=CHECKOUT_WAIT_SECONDS) as conn:
             yield conn
 
     @contextmanager

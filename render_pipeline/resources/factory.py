@@ -13,8 +13,9 @@ from render_pipeline.settings import ObjectStoreSettings, Settings
 def object_store_from_settings(settings: ObjectStoreSettings) -> ObjectStore:
     """A store with secrets as plain values, for code running outside Dagster."""
     if not settings.is_s3:
-        return LocalObjectStore(root=str(settings.local_root))
-    return S3ObjectStore(s3=_s3_client(settings, settings.access_key, settings.secret_key), bucket=settings.bucket)
+        return LocalObjectStore(root=str(settings.local_root), retry_seconds=settings.retry_seconds)
+    return S3ObjectStore(s3=_s3_client(settings, settings.access_key, settings.secret_key), bucket=settings.bucket,
+                         retry_seconds=settings.retry_seconds)
 
 
 def dagster_resources(settings: Settings) -> dict[str, object]:
@@ -22,10 +23,11 @@ def dagster_resources(settings: Settings) -> dict[str, object]:
     store = settings.object_store
     if store.is_s3:
         object_store: ObjectStore = S3ObjectStore(
-            s3=_s3_client(store, EnvVar("MINIO_ACCESS_KEY"), EnvVar("MINIO_SECRET_KEY")), bucket=store.bucket
+            s3=_s3_client(store, EnvVar("MINIO_ACCESS_KEY"), EnvVar("MINIO_SECRET_KEY")), bucket=store.bucket,
+            retry_seconds=store.retry_seconds,
         )
     else:
-        object_store = LocalObjectStore(root=str(store.local_root))
+        object_store = LocalObjectStore(root=str(store.local_root), retry_seconds=store.retry_seconds)
 
     db = settings.database
     if db.source == "DATABASE_URL":

@@ -3,15 +3,22 @@ depends on its run — missing, finished, or still alive past the limit."""
 
 from __future__ import annotations
 
+import json
 import logging
+import subprocess
+import sys
+import time
 from datetime import timedelta
 
 from dagster import DagsterRunStatus
+from dagster._core.events import EngineEventData
+from dagster._core.storage.tags import GRPC_INFO_TAG
 from dagster._core.test_utils import create_run_for_test
 
 from render_pipeline.maintenance.jobs import stale_render_reaper_job
 from render_pipeline.maintenance.common import RENDER_KIND
 from render_pipeline.maintenance.reaper import ReaperConfig, reap_stale_renders
+from render_pipeline_tests.live_stack import free_port
 from render_pipeline_tests.maintenance.scenario import STYLES, insert_asset, insert_render, snapshot
 
 LOG = logging.getLogger("test")
@@ -110,3 +117,38 @@ def test_out_of_range_limit_is_rejected(database, instance):
         resources={"database": database}, instance=instance, raise_on_error=False)
     [failure] = result.get_step_failure_events()
     assert "started_limit_minutes must be between 5 and 10080 minutes (got 1)" in failure.event_specific_data.error.message
+
+
+def test_overdue_runs_whose_code_server_is_gone_are_ended_without_blocking(database, instance):
+    """Both runs name a code server that is gone (nothing listens on its port).  The one whose
+    worker died is failed directly (no request to the code server); the one whose worker lives
+    is canceled through the launcher, whose request fails, and then marked canceled directly."""
+    gone = json.dumps({"host": "127.0.0.1", "port": free_port()})
+    dead, alive = (create_run_for_test(instance, job_name="render_uploads", status=DagsterRunStatus.STARTED,
+                                       tags={**RENDER_KIND, GRPC_INFO_TAG: gone}) for _ in range(2))
+    instance.report_engine_event("Started process for run.", dead, EngineEventData.in_process(_dead_pid()))
+    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        instance.report_engine_event("Started process for run.", alive, EngineEventData.in_process(worker.pid))
+        with database.transaction() as conn:
+            ids = {run.run_id: insert_render(conn, insert_asset(conn, f"uploads/{name}/a.png"), STYLES[0], "started",
+                                             age=timedelta(hours=2), run_id=run.run_id)
+                   for name, run in (("dead", dead), ("alive", alive))}
+        started = time.monotonic()
+        report = reap_stale_renders(database, instance, ReaperConfig(), LOG)
+        elapsed = time.monotonic() - started
+    finally:
+        worker.kill()
+        worker.wait()
+    assert (report.runs_failed_worker_died, report.runs_canceled, report.started_failed) == (1, 1, 2)
+    assert instance.get_run_by_id(dead.run_id).status == DagsterRunStatus.FAILURE
+    assert instance.get_run_by_id(alive.run_id).status == DagsterRunStatus.CANCELED
+    [dead_row] = _status_of(database, [ids[dead.run_id]])
+    assert "run worker died" in dead_row["error_message"] and dead.run_id in dead_row["error_message"]
+    assert elapsed < 20, elapsed  # Dagster's gRPC timeout is 60 s
+
+
+def _dead_pid() -> int:
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid

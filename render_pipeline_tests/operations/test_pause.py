@@ -80,8 +80,8 @@ def test_resume_restores_a_sensor_declared_running_in_code_to_its_code_default(q
     assert stored.status.value == "DECLARED_IN_CODE"
 
 
-def test_only_run_status_sensors_keep_running(queued_instance):
+def test_only_run_status_sensors_and_the_dead_run_sensor_keep_running(queued_instance):
     with code_location(queued_instance) as repository:
         names = {item.name for item in requesting_instigators(repository)}
         every = {item.name for item in [*repository.get_sensors(), *repository.get_schedules()]}
-    assert every - names == {"render_run_failure_sensor", "render_run_canceled_sensor"}
+    assert every - names == {"render_run_failure_sensor", "render_run_canceled_sensor", "dead_run_sensor"}

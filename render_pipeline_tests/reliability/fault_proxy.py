@@ -141,9 +141,18 @@ class FaultProxy:
             self.rules.append(rule)
         return rule
 
+    def outage(self, seconds: float, **kwargs) -> Rule:
+        """A fault rule (``kwargs`` as for ``add``) that is removed ``seconds`` from now: every
+        matching request fails for that long, as in a real outage."""
+        rule = self.add(**kwargs)
+        timer = threading.Timer(seconds, self.remove, args=(rule,))
+        timer.daemon = True
+        timer.start()
+        return rule
+
     def remove(self, rule: Rule) -> None:
         with self._lock:
-            self.rules.remove(rule)
+            self.rules = [r for r in self.rules if r is not rule]
 
     def clear(self) -> None:
         with self._lock:

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from pathlib import Path
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import boto3
+import yaml
 from dagster import (
     DagsterEventType,
     DagsterInstance,
@@ -24,6 +26,8 @@ from dagster import (
     RunsFilter,
     build_run_status_sensor_context,
 )
+
+from dagster._daemon.auto_run_reexecution.auto_run_reexecution import should_retry
 
 from render_pipeline.keys import (
     RENDERS_PREFIX,
@@ -36,6 +40,12 @@ from render_pipeline.keys import (
 from render_pipeline.resources.database import PostgresResource
 from render_pipeline_tests.conftest import S3_ACCESS_KEY, S3_SECRET_KEY
 from render_pipeline_tests.orchestration_helpers import execute, tick
+
+
+DAGSTER_YAML = Path(__file__).resolve().parents[2] / "dagster.yaml"
+# Tags a retry does not take from its parent run: they describe the parent's own outcome.
+_NOT_INHERITED_TAGS = {"dagster/run_key", "dagster/will_retry", "dagster/failure_reason", "dagster/retry_number",
+                       "dagster/parent_run_id", "dagster/root_run_id"}
 
 
 def boto_client(endpoint: str, **kwargs):
@@ -113,6 +123,22 @@ class Pipeline:
             dagster_event=records[0].event_log_entry.dagster_event, resources=self.defs.resources,
         ) as context:
             sensor(context.for_run_failure())
+
+    def retry(self, run_id: str):
+        """The daemon's automatic retry of a failed run: Dagster's own rule (``should_retry``:
+        run_retries, the run's tags, why it failed) decides whether there is one; it then runs
+        the same partitions, selection and config as a new run (ALL_STEPS).  None if no retry."""
+        run = self.instance.get_run_by_id(run_id)
+        if not should_retry(run, self.instance):
+            return None
+        tags = {k: v for k, v in run.tags.items() if k not in _NOT_INHERITED_TAGS}
+        tags.update({"dagster/parent_run_id": run.run_id, "dagster/root_run_id": run.root_run_id or run.run_id,
+                     "dagster/retry_number": str(int(run.tags.get("dagster/retry_number", "0")) + 1)})
+        request = RunRequest(run_config=run.run_config, tags=tags,
+                             asset_selection=list(run.asset_selection) if run.asset_selection else None)
+        outcome = execute(self.defs, self.instance, request)
+        self.run_ids.append(outcome.run_id)
+        return outcome
 
     def requeue_tick(self) -> list[RunRequest]:
         return list(tick(self.defs, self.instance, "requeue_sensor").run_requests or [])
@@ -240,6 +266,8 @@ def audit(database: PostgresResource, objects: dict[str, str], *, styles: Sequen
 
 
 def project_storage(postgres_url: str) -> dict:
-    """Instance overrides naming the project's own Dagster storage, as dagster.yaml does."""
+    """Instance overrides naming the project's own Dagster storage, as dagster.yaml does, with
+    dagster.yaml's run retries (what the daemon would do after a failure)."""
     return {"storage": {"custom": {"module": "render_pipeline.dagster_storage", "class": "PooledPostgresStorage",
-                                   "config": {"postgres_url": postgres_url}}}}
+                                   "config": {"postgres_url": postgres_url}}},
+            "run_retries": yaml.safe_load(DAGSTER_YAML.read_text())["run_retries"]}

@@ -3,7 +3,11 @@ proxy between the project and the S3 server."""
 
 from __future__ import annotations
 
+import threading
+
+import psycopg
 import pytest
+from psycopg import sql
 from dagster import AssetCheckKey, DagsterEventType
 
 from render_pipeline.cli import main as cli_main
@@ -181,3 +185,70 @@ def _latest_check(instance, partition_key: str):
         AssetCheckKey(render_asset_key("duotone"), PRESETS_CHECK), limit=20
     )
     return next(r.evaluation for r in records if r.evaluation and r.evaluation.partition.endswith(partition_key))
+
+
+def test_an_s3_outage_while_the_renders_are_written_and_checked_is_ridden_out(
+    s3_env, proxy, boto, s3_bucket, database, instance, soak
+):
+    """Every S3 request refused (503) for 4 s (30 s in the soak) from the first render write
+    on — through the writes and the `presets_complete` evaluations — with the production
+    retry budget: the run succeeds, every render completes, every check passes."""
+    seconds = 30.0 if soak else 4.0
+    defs = definitions_for({**s3_env, "MINIO_RETRY_SECONDS": "45", "RENDER_DEFAULT_STYLES": "duotone,halftone"},
+                           presets=PRESETS)
+    for name in ("s", "t", "u"):
+        boto.put_object(Bucket=s3_bucket, Key=f"uploads/{name}/photo.jpg", Body=jpeg_bytes(64, 48, seed=ord(name)))
+    pipeline = Pipeline(defs, instance)
+    requests = pipeline.tick()
+    outages: list = []
+
+    def outage_begins(_request) -> None:
+        outages.append(proxy.outage(seconds, status=503, code="ServiceUnavailable"))
+
+    proxy.add(action="pass", ops=("put",), key_prefix="renders/", nth=1, before=outage_begins)
+    outcomes = pipeline.launch(requests)
+
+    assert outages and outages[0].fired > 0
+    assert outcomes and all(outcome.success for outcome in outcomes)
+    checks = [e.event_specific_data for outcome in outcomes for e in outcome.all_events
+              if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+    assert len([c for c in checks if c.check_name == PRESETS_CHECK]) == 6 and all(c.passed for c in checks)
+    result = audit(database, list_keys(boto, s3_bucket, ""), styles=("duotone", "halftone"), presets=PRESETS)
+    assert not result.problems and result.renders == {"completed": 6}, result.summary()
+    print(f"{outages[0].fired} S3 request(s) refused over {seconds:g} s; run(s) succeeded")
+
+
+def test_a_check_that_cannot_read_the_rows_fails_as_not_evaluated_and_the_run_succeeds(
+    s3_env, proxy, boto, s3_bucket, database, database_url, instance
+):
+    """Once the render's objects are written, the test locks `size_presets` (which the
+    `presets_complete` query joins) with the database's lock_timeout at 200 ms: every read of
+    the check fails.  The check retries, then fails as not evaluated; the render stays
+    completed and the run succeeds."""
+    defs = definitions_for(s3_env, presets=PRESETS)
+    boto.put_object(Bucket=s3_bucket, Key="uploads/k/photo.jpg", Body=jpeg_bytes(64, 48, seed=12))
+    with psycopg.connect(database_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("ALTER DATABASE {} SET lock_timeout = '200ms'").format(sql.Identifier(admin.info.dbname)))
+    holder = psycopg.connect(database_url)
+    locked = threading.Event()
+
+    def lock_the_presets(_request) -> None:
+        holder.execute("LOCK TABLE size_presets IN ACCESS EXCLUSIVE MODE")
+        locked.set()
+
+    proxy.add(action="pass", ops=("put",), key_prefix="renders/", nth=2, after=lock_the_presets)
+    pipeline = Pipeline(defs, instance)
+    try:
+        [outcome] = pipeline.launch(pipeline.tick())
+    finally:
+        holder.rollback()
+        holder.close()
+    assert locked.is_set() and outcome.success
+    [check] = [e.event_specific_data for e in outcome.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
+               and e.event_specific_data.check_name == PRESETS_CHECK]
+    assert not check.passed and check.description.startswith("not evaluated: the render rows could not be read ("), (
+        check.description)
+    assert "lock timeout" in check.description and "this run wrote 1 of 1 preset(s)" in check.description
+    assert [e.event_type_value for e in outcome.all_events].count("ASSET_MATERIALIZATION") == 2  # uploads + render
+    result = _audit(database, boto, s3_bucket)
+    assert not result.problems and result.renders == {"completed": 1}, result.summary()

@@ -1,37 +1,34 @@
 """Scenarios 4 and 9: a run worker SIGKILLed mid-render, and the render pool's limit.
 
 Runs execute in worker subprocesses against a PostgreSQL-backed instance (as the run launcher
-runs them in production).  Worker A is killed while it holds the only `render` pool slot and
-one of its objects is half-written; worker B waits for the slot.  The stale-render reaper
-detects A (its run is still STARTED, its renders are stale), cancels the run and fails its
-renders with a reason; the daemon's slot sweep frees A's slot; B then completes; a requeue
-completes A's renders under the same keys.  At no moment do two pool ops run at once.
+runs them in production, each reporting its pid).  Worker A is killed while it holds the only
+`render` pool slot and one of its objects is half-written; workers B and C wait for the slot.
+The dead-run sensor's next tick finds A's pid gone, fails its run (B and C, alive, are left
+alone) and frees its slot; B and C then complete; the run-failure sensor fails A's renders
+with "run worker died" and the daemon's run retry completes them under the same keys.  At
+no moment do two pool ops run at once.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
-from types import SimpleNamespace
 
 import pytest
 from dagster import AssetKey, DagsterEventType, DagsterRunStatus, RunRequest, instance_for_test
-from dagster._daemon.monitoring.concurrency import execute_concurrency_slots_iteration
 from dagster_shared.serdes import serialize_value
 
-from render_pipeline.maintenance.reaper import ReaperConfig, reap_stale_renders
 from render_pipeline.render.events import render_asset_key
 from render_pipeline.render.job import RENDER_RUN_TAGS
 from render_pipeline.run_policies import RENDER_POOL
-from render_pipeline_tests.orchestration_helpers import definitions_for, execute, jpeg_bytes
+from render_pipeline_tests.orchestration_helpers import definitions_for, execute, jpeg_bytes, tick
 from render_pipeline_tests.reliability.fault_proxy import wait_until
-from render_pipeline_tests.reliability.harness import Pipeline, audit, list_keys, project_storage, requeue
+from render_pipeline_tests.reliability.harness import Pipeline, audit, list_keys, project_storage
 
 pytestmark = pytest.mark.reliability
 
@@ -104,7 +101,14 @@ def _max_overlap(intervals) -> int:
     return peak
 
 
-def test_killed_worker_is_reaped_its_slot_freed_and_its_renders_requeued(
+def _dead_run_tick(defs, instance) -> float:
+    """One evaluation of dead_run_sensor, as the daemon makes every 30 s; its duration."""
+    started = time.perf_counter()
+    tick(defs, instance, "dead_run_sensor")
+    return time.perf_counter() - started
+
+
+def test_a_killed_worker_is_detected_its_slot_freed_and_its_renders_retried(
     patient_s3_env, proxy, boto, s3_bucket, database, limited_instance, tmp_path
 ):
     instance = limited_instance
@@ -125,6 +129,9 @@ def test_killed_worker_is_reaped_its_slot_freed_and_its_renders_requeued(
         with database.connection() as conn:
             statuses = [r["status"] for r in conn.execute("SELECT status FROM renders").fetchall()]
         assert statuses == ["started"], statuses
+        # While A lives, the sensor leaves it alone (and costs little).
+        idle_tick = _dead_run_tick(defs, instance)
+        assert instance.get_run_by_id(run_a.run_id).status == DagsterRunStatus.STARTED
 
         boto.put_object(Bucket=s3_bucket, Key="uploads/b1/p.jpg", Body=jpeg_bytes(64, 48, seed=99))
         os.kill(worker_a.pid, signal.SIGKILL)
@@ -134,26 +141,33 @@ def test_killed_worker_is_reaped_its_slot_freed_and_its_renders_requeued(
         if worker_a.poll() is None:
             worker_a.kill()
     assert worker_a.returncode == -signal.SIGKILL
+    assert instance.get_run_by_id(run_a.run_id).status == DagsterRunStatus.STARTED  # nothing noticed yet
+
+    # The sensor's next tick (≤ 30 s later under the daemon): A failed, its run slot free.
+    detecting_tick = _dead_run_tick(defs, instance)
     run_a = instance.get_run_by_id(run_a.run_id)
-    assert run_a.status == DagsterRunStatus.STARTED  # nothing in Dagster noticed yet
+    assert run_a.status == DagsterRunStatus.FAILURE
+    [failure] = instance.get_records_for_run(run_a.run_id, of_type=DagsterEventType.RUN_FAILURE).records
+    assert failure.event_log_entry.dagster_event.message.startswith("run worker died: its process (pid ")
 
-    # The reaper, once A's renders are past its limit: cancels the dead run, fails its renders.
+    # The run-failure sensor fails A's render with the reason; the daemon's run retry renders
+    # it again (and a new upload is rendered meanwhile): everything converges under the same keys.
+    pipeline.notify_failure(run_a.run_id)
     with database.connection() as conn:
-        conn.execute("UPDATE renders SET started_at = started_at - interval '2 hours'")
-    report = reap_stale_renders(database, instance, ReaperConfig(started_limit_minutes=60), logging.getLogger("reaper"))
-    assert report.runs_canceled == 1 and report.started_failed == 1, report
-    assert instance.get_run_by_id(run_a.run_id).status == DagsterRunStatus.CANCELED
-    with database.connection() as conn:
-        rows = conn.execute("SELECT status, error_message FROM renders").fetchall()
-    assert all(r["status"] == "failed" and run_a.run_id in r["error_message"] for r in rows), rows
-
-    # Requeue A's renders and render B: everything converges under the same keys.
-    requeue(database, "status = 'failed'")
-    outcomes = pipeline.launch(pipeline.requeue_tick() + pipeline.tick())
-    assert outcomes and all(o.success for o in outcomes)
+        [row] = conn.execute("SELECT status, error_message FROM renders").fetchall()
+    assert row["status"] == "failed" and row["error_message"].startswith("unfinished: run failed: run worker died")
+    retry = pipeline.retry(run_a.run_id)
+    assert retry is not None and retry.success
+    assert all(o.success for o in pipeline.launch(pipeline.tick()))
     result = audit(database, list_keys(boto, s3_bucket, ""), styles=("duotone",), presets=PRESETS)
     assert not result.problems, result.problems
     assert result.renders == {"completed": 2} and result.render_objects == 4
+    with database.connection() as conn:
+        attempts = {r["attempt"] for r in conn.execute("SELECT attempt FROM renders").fetchall()}
+    assert attempts == {1, 2}  # A's render: the dead run, then its retry
+    assert idle_tick < 5, idle_tick
+    print(f"dead_run_sensor: {idle_tick:.2f} s with A alive, {detecting_tick:.2f} s failing A")
+    assert defs.resolve_sensor_def("dead_run_sensor").minimum_interval_seconds <= 60
 
 
 def test_render_pool_limit_holds_and_a_crashed_runs_slot_is_freed(
@@ -198,7 +212,11 @@ def test_render_pool_limit_holds_and_a_crashed_runs_slot_is_freed(
         # The dead run still holds the slot: nothing else may run a pool op yet.
         assert decode_gets("c2") == 1 and decode_gets("c3") == 1
 
-        freed_at = _reap_and_free_slots(database, instance, run_a.run_id)
+        # Detection: the dead-run sensor fails A (B and C live on) and frees its slot at once.
+        _dead_run_tick(defs, instance)
+        assert instance.get_run_by_id(run_a.run_id).status == DagsterRunStatus.FAILURE
+        assert all(_run_of(instance, r).status == DagsterRunStatus.STARTED for r in requests[1:])
+        freed_at = time.time()
 
         results = {}
         for name in ("b", "c"):
@@ -213,8 +231,9 @@ def test_render_pool_limit_holds_and_a_crashed_runs_slot_is_freed(
 
     _assert_pool_steps_serialised(instance, run_a.run_id, [results["b"]["run_id"], results["c"]["run_id"]], freed_at)
 
-    requeue(database, "status = 'failed'")
-    assert all(o.success for o in pipeline.launch(pipeline.requeue_tick()))
+    pipeline.notify_failure(run_a.run_id)
+    retry = pipeline.retry(run_a.run_id)
+    assert retry is not None and retry.success
     result = audit(database, list_keys(boto, s3_bucket, ""), styles=("duotone",), presets=PRESETS)
     assert not result.problems and result.renders == {"completed": 3}, result.summary()
 
@@ -231,19 +250,6 @@ def _validated_render_requests(pipeline, defs, instance, boto, s3_bucket, names)
         requests.append(RunRequest(run_key=f"render-{name}", partition_key=f"{name}/p.jpg",
                                    asset_selection=[render_asset_key("duotone")], tags=RENDER_RUN_TAGS))
     return requests
-
-
-def _reap_and_free_slots(database, instance, run_id: str) -> float:
-    """Detection (reaper: the run's renders are stale and the run is still STARTED → canceled),
-    then the daemon's slot sweep frees the slots of ended runs; returns when they were freed."""
-    with database.connection() as conn:
-        conn.execute("UPDATE renders SET started_at = started_at - interval '2 hours' WHERE dagster_run_id = %s",
-                     (run_id,))
-    report = reap_stale_renders(database, instance, ReaperConfig(started_limit_minutes=60), logging.getLogger("reaper"))
-    assert report.runs_canceled == 1
-    time.sleep(1.5)  # free_slots_after_run_end_seconds
-    list(execute_concurrency_slots_iteration(SimpleNamespace(instance=instance), logging.getLogger("daemon")))
-    return time.time()
 
 
 def _assert_pool_steps_serialised(instance, crashed_run_id: str, run_ids: list[str], freed_at: float) -> None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from dagster import ConfigurableResource
+from pydantic import Field
 
 LIST_PAGE_SIZE = 1000  # S3 returns at most 1 000 keys per listing page
 IO_THREADS = 8  # requests in flight for the batch helpers; botocore pools 10 connections
@@ -85,6 +86,12 @@ def check_key(key: str) -> str:
 
 class ObjectStore(ConfigurableResource, ABC):
     """What the pipeline needs from MinIO/S3, and nothing more."""
+
+    retry_seconds: float = Field(
+        default=45.0,
+        description="How long the render steps retry a failing read or write (MINIO_RETRY_SECONDS): an outage "
+                    "or error burst shorter than this fails no render.",
+    )
 
     @abstractmethod
     def put(self, key: str, data: bytes, *, content_type: str = "application/octet-stream") -> ObjectInfo:
