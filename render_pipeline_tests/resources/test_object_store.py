@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from render_pipeline.resources.object_store import InvalidKey, LocalObjectStore, MissingBucket, ObjectStoreError
+from render_pipeline.resources.object_store import InvalidKey, ListPage, LocalObjectStore, MissingBucket, ObjectStoreError
 from render_pipeline_tests.conftest import make_s3_store
 from render_pipeline_tests.reliability.fault_proxy import FaultProxy
 
@@ -108,6 +108,12 @@ def test_list_resumes_after_a_deleted_cursor_key(object_store):
     object_store.delete(page.next_cursor)  # the cursor's own key vanishes between pages
     rest = object_store.list_page("uploads/", cursor=page.next_cursor, page_size=10)
     assert [o.key for o in rest.objects] == [f"uploads/{n}/f" for n in "cdef"]
+
+
+def test_a_store_never_written_to_lists_nothing(object_store):
+    """A new bucket, or a local root not created yet: empty pages, not an error."""
+    assert object_store.list_page("", page_size=1).objects == []
+    assert list(object_store.list_pages("uploads/", pages=3)) == [ListPage(objects=[], next_cursor=None)]
 
 
 def test_delete_many_reports_deleted_keys(object_store):

@@ -14,6 +14,7 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
+
 def _encoded(key: str) -> bytes:
     return key.encode("utf-8", "surrogateescape")
 
@@ -30,7 +31,11 @@ def keys_after(root: Path, prefix: str, after: str | None, limit: int, *, hidden
 
 
 def _walk(directory: str, rel: str, prefix: bytes, after: bytes | None, hidden: str) -> Iterator[str]:
-    names = sorted(_encoded(name) for name in os.listdir(directory) if not (rel == "" and name == hidden))
+    try:
+        entries = os.listdir(directory)
+    except (FileNotFoundError, NotADirectoryError):
+        return  # a store not yet written to, or a folder deleted while it is listed: no keys
+    names = sorted(_encoded(name) for name in entries if not (rel == "" and name == hidden))
     base = _encoded(rel)
     for name, is_dir in _in_key_order(directory, names, _first_candidate(names, base, after), len(names)):
         sort_key = base + name + (b"/" if is_dir else b"")
