@@ -37,7 +37,7 @@ def test_exporter_process_serves_every_metric(database, database_url, tmp_path):
         assert text is not None, process.stderr.read() if process.poll() is not None else "no answer"
     finally:
         process.terminate()
-        process.wait(10)
+        process.wait(30)  # SIGTERM; generous on a loaded machine
     for name in METRIC_NAMES:
         assert f"# TYPE {name}" in text or f"# TYPE {name.removesuffix('_total')} counter" in text, name
     assert 'health_check_status{dependency="database"} 1.0' in text
