@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import threading
 
@@ -51,8 +52,13 @@ def run(args: argparse.Namespace) -> int:
                                         _instance_factory())
     server, thread = serve(collector, port=args.port, addr=args.host)
     print(f"serving metrics on http://{args.host}:{server.server_port}/metrics", flush=True)
+    # Explicit handlers: a process started from a background shell inherits SIGINT (and may
+    # inherit SIGTERM) ignored, and would otherwise never stop when asked to.
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
     try:
-        threading.Event().wait()
+        stop.wait()
     finally:
         server.shutdown()
     return 0

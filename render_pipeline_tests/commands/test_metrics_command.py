@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -18,13 +19,20 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_exporter_process_serves_every_metric(database, database_url, tmp_path):
+def _as_from_a_background_shell() -> None:
+    """SIGINT and SIGTERM ignored, as a process started with `&` (or by some supervisors) inherits them."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def test_exporter_process_serves_every_metric_and_stops_on_sigterm(database, database_url, tmp_path):
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DB_", "MINIO_", "DATABASE_URL", "DAGSTER_"))}
     env.update(DATABASE_URL=database_url, RENDER_PIPELINE_HOME=str(tmp_path), DAGSTER_HOME=str(tmp_path))
     process = subprocess.Popen(
         [sys.executable, "-m", "render_pipeline.cli", "metrics", "--port", str(port), "--host", "127.0.0.1"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=_as_from_a_background_shell,
     )
     try:
         deadline, text = time.monotonic() + 60, None
@@ -37,7 +45,13 @@ def test_exporter_process_serves_every_metric(database, database_url, tmp_path):
         assert text is not None, process.stderr.read() if process.poll() is not None else "no answer"
     finally:
         process.terminate()
-        process.wait(30)  # SIGTERM; generous on a loaded machine
+        try:
+            stopped_with = process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            stopped_with = None
+    assert stopped_with == 0, "the exporter did not stop on SIGTERM"
     for name in METRIC_NAMES:
         assert f"# TYPE {name}" in text or f"# TYPE {name.removesuffix('_total')} counter" in text, name
     assert 'health_check_status{dependency="database"} 1.0' in text
