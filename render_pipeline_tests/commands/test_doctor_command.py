@@ -107,6 +107,9 @@ def test_doctor_checks_the_recorded_stack_and_says_how_this_shell_differs(databa
     _heartbeat(Path(stack_env["DAGSTER_HOME"]))
     home = Path(stack_env["RENDER_PIPELINE_HOME"])
     stack = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "render-pipeline", "up"])
+    deadline = time.monotonic() + 30  # until it has exec'd, its command line is this worker's
+    while b"render-pipeline" not in Path(f"/proc/{stack.pid}/cmdline").read_bytes() and time.monotonic() < deadline:
+        time.sleep(0.05)
     try:
         record = new_record(load_settings(stack_env), DatabaseUrls(stack_env["DATABASE_URL"], stack_env["DATABASE_URL"]),
                             "http://127.0.0.1:3000", environ=stack_env)
