@@ -37,6 +37,8 @@ class CompletedRender:
     render_metadata: dict
 
 
+_REQUEUE_CLAIM_LOCK_ID = 0x52515545  # arbitrary constant: "RQUE"
+
 # A completed row is finished work unless the upload or the style changed since: only then
 # may a queue or start statement take it over.
 _STALE_OR_UNFINISHED = """
@@ -191,8 +193,12 @@ def renders_of(conn: psycopg.Connection, asset_ids: Sequence[uuid.UUID]) -> list
 
 def claim_requeued(conn: psycopg.Connection, claim: str, *, limit: int) -> list[dict]:
     """Claim up to ``limit`` renders an operator requeued that no run was requested for yet,
-    oldest first, marking them with ``claim`` in one statement: rows another evaluation holds
-    are skipped, and a claimed row is never claimed again (until it is requeued again)."""
+    oldest first, marking them with ``claim``; a claimed row is never claimed again (until it
+    is requeued again).
+
+    Claims take turns: with row locks alone, two racing evaluations split one upload's presets
+    between them and request it in two runs. Rows locked by other writers are skipped."""
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (_REQUEUE_CLAIM_LOCK_ID,))
     return conn.execute(
         """
         WITH picked AS (
