@@ -18,6 +18,7 @@ from psycopg.conninfo import make_conninfo
 from render_pipeline.resources.database import PostgresResource
 from render_pipeline.resources.object_store import LocalObjectStore, S3Client, S3ObjectStore
 from render_pipeline.store import migrations
+from render_pipeline_tests.maintenance.scenario import Scenario, seed_standard
 
 S3_ACCESS_KEY = "test-access-key"
 S3_SECRET_KEY = "test-secret-key"
@@ -113,6 +114,12 @@ def local_store(tmp_path: Path) -> LocalObjectStore:
 def object_store(request: pytest.FixtureRequest):
     """Each object-store contract test runs against both implementations."""
     return request.getfixturevalue(f"{request.param}_store")
+
+
+@pytest.fixture
+def seeded(database, s3_store) -> Scenario:
+    """The standard 1 000-render scenario in PostgreSQL and on the S3 server."""
+    return seed_standard(database, s3_store)
 
 
 @pytest.fixture
