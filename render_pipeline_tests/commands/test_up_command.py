@@ -45,12 +45,10 @@ def test_a_missing_bucket_stops_start_up_cleanly_or_is_created_on_request(s3_end
 
     from render_pipeline.cli import main
     from render_pipeline.resources.embedded_postgres import embedded_server_running
-    from render_pipeline_tests.conftest import S3_ACCESS_KEY, S3_SECRET_KEY, make_s3_store
+    from render_pipeline_tests.conftest import make_s3_store, s3_settings
 
     bucket = f"missing-{uuid.uuid4().hex[:8]}"
-    for name, value in {"RENDER_PIPELINE_HOME": str(tmp_path / "home"), "MINIO_ENDPOINT": s3_endpoint,
-                        "MINIO_ACCESS_KEY": S3_ACCESS_KEY, "MINIO_SECRET_KEY": S3_SECRET_KEY,
-                        "MINIO_BUCKET": bucket}.items():
+    for name, value in {"RENDER_PIPELINE_HOME": str(tmp_path / "home"), **s3_settings(s3_endpoint, bucket)}.items():
         monkeypatch.setenv(name, value)
     for name in ("DATABASE_URL", "DAGSTER_PG_URL", "DAGSTER_HOME"):
         monkeypatch.delenv(name, raising=False)

@@ -18,7 +18,7 @@ from dagster._core.test_utils import create_run_for_test
 from render_pipeline.maintenance.jobs import stale_render_reaper_job
 from render_pipeline.maintenance.common import RENDER_KIND
 from render_pipeline.maintenance.reaper import ReaperConfig, reap_stale_renders
-from render_pipeline_tests.live_stack import free_port
+from render_pipeline_tests.processes import free_port
 from render_pipeline_tests.maintenance.scenario import STYLES, insert_asset, insert_render, snapshot
 
 LOG = logging.getLogger("test")

@@ -39,7 +39,7 @@ from render_pipeline.resources.factory import object_store_from_settings
 from render_pipeline.settings import load_settings
 from render_pipeline.stack import DatabaseUrls, new_record, write_record
 from render_pipeline.store import migrations
-from render_pipeline_tests.conftest import S3_ACCESS_KEY, S3_SECRET_KEY
+from render_pipeline_tests.conftest import s3_settings
 
 PASSWORD = "pw-" + uuid.uuid4().hex
 EXECUTING_RUN = str(uuid.uuid4())  # a run the backup catches executing
@@ -78,8 +78,7 @@ def _prepare_stack(request, kind: str, servers, tmp_path, monkeypatch):
     app_url, dagster_url = servers
     env = {"DATABASE_URL": app_url, "DAGSTER_PG_URL": dagster_url, "RENDER_PIPELINE_HOME": str(tmp_path / "home")}
     if kind == "s3":
-        env |= {"MINIO_ENDPOINT": request.getfixturevalue("s3_endpoint"), "MINIO_ACCESS_KEY": S3_ACCESS_KEY,
-                "MINIO_SECRET_KEY": S3_SECRET_KEY, "MINIO_BUCKET": request.getfixturevalue("s3_bucket")}
+        env |= s3_settings(request.getfixturevalue("s3_endpoint"), request.getfixturevalue("s3_bucket"))
     for name, value in env.items():
         monkeypatch.setenv(name, value)  # for the CLI, which reads the environment
     settings = load_settings(env)
