@@ -3,7 +3,9 @@ instance, add the partitions it asks for, and execute each run request it return
 
 from __future__ import annotations
 
+import base64
 import io
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -88,3 +90,10 @@ def renders_of_upload(database: PostgresResource, object_key: str) -> list[dict]
             (asset_id_for(object_key),),
         ).fetchall()
 
+
+def inline_jpeg(markdown: str) -> Image.Image:
+    """The first data-URI JPEG in a metadata markdown value, as the UI shows it."""
+    encoded = re.search(r"\(data:image/jpeg;base64,([A-Za-z0-9+/=]+)\)", markdown).group(1)
+    with Image.open(io.BytesIO(base64.b64decode(encoded))) as image:
+        assert image.format == "JPEG"
+        return image.convert("RGB")

@@ -6,16 +6,19 @@ from __future__ import annotations
 import hashlib
 import io
 
+import numpy as np
 from dagster import AssetCheckKey, RunRequest
 from PIL import Image
 
 from render_pipeline.keys import asset_id_for, render_id_for, render_object_keys
 from render_pipeline.render.events import render_asset_key
+from render_pipeline.render.metadata import THUMBNAIL_LONG_SIDE
 from render_pipeline_tests.conftest import make_s3_store
 from render_pipeline_tests.orchestration_helpers import (
     TEST_PRESETS,
     definitions_for,
     execute,
+    inline_jpeg,
     jpeg_bytes,
     renders_of_upload,
     run_all,
@@ -60,9 +63,26 @@ def test_upload_through_boto3_is_rendered_end_to_end(s3_env, boto, s3_bucket, da
     event = instance.get_latest_materialization_event(render_asset_key("pop-poster"))
     assert event.dagster_event.partition == "campaign-7/hero shot ü.jpg"
     metadata = event.asset_materialization.metadata
-    assert metadata["preview"].value.startswith("![preview](data:image/jpeg;base64,")
     pop_rows = [r for r in rows if r["style_id"] == "pop-poster"]
     assert sorted(metadata["output_keys"].value) == sorted(r["output_minio_key"] for r in pop_rows)
+    _assert_inline_preview_shows(metadata["preview"].value, pop_rows, rows, store)
+
+
+def _assert_inline_preview_shows(markdown: str, style_rows: list[dict], rows: list[dict], store) -> None:
+    """The inline thumbnail is the preview object the markdown names, one of this style's renders
+    of this upload: closer to it than to another style's preview at the same preset."""
+    [named] = [r for r in style_rows if f"`{r['preview_minio_key']}`" in markdown]
+    [other] = [r for r in rows if r["style_id"] == "duotone" and r["size_preset_id"] == named["size_preset_id"]]
+    thumbnail = inline_jpeg(markdown)
+    assert max(thumbnail.size) == THUMBNAIL_LONG_SIDE
+
+    def distance(preview_key: str) -> float:
+        with Image.open(io.BytesIO(store.get(preview_key))) as preview:
+            assert abs(preview.width / preview.height - thumbnail.width / thumbnail.height) < 0.02
+            expected = preview.convert("RGB").resize(thumbnail.size, Image.Resampling.BOX)
+        return float(np.abs(np.asarray(thumbnail, dtype=float) - np.asarray(expected, dtype=float)).mean())
+
+    assert distance(named["preview_minio_key"]) < 8 < distance(other["preview_minio_key"])
 
 
 def test_rerunning_a_completed_render_converges_to_the_same_objects_and_row(
