@@ -202,12 +202,12 @@ class LiveStack:
         restore of the database underneath)."""
         url = dagster_storage_url(self.server_uri(), DEFAULT_DAGSTER_DB_NAME)
         (self.home / "test_instance").mkdir(exist_ok=True)
-        with instance_for_test(overrides=_plain_storage(url), temp_dir=str(self.home / "test_instance"),
+        with instance_for_test(overrides=plain_storage(url), temp_dir=str(self.home / "test_instance"),
                                set_dagster_home=False) as instance:
             yield instance
 
 
-def _plain_storage(url: str) -> dict:
+def plain_storage(url: str) -> dict:
     """dagster-postgres without a pool: no session outlives the block (restore refuses to
     replace a database that has sessions)."""
     return {"storage": {"postgres": {"postgres_url": url}}}

@@ -40,6 +40,7 @@ from render_pipeline.settings import load_settings
 from render_pipeline.stack import DatabaseUrls, new_record, write_record
 from render_pipeline.store import migrations
 from render_pipeline_tests.conftest import s3_settings
+from render_pipeline_tests.live_stack import plain_storage
 
 PASSWORD = "pw-" + uuid.uuid4().hex
 EXECUTING_RUN = str(uuid.uuid4())  # a run the backup catches executing
@@ -113,7 +114,7 @@ def _sql(url: str, statement: str, params=()):
 
 
 def _instance(dagster_url: str):
-    return instance_for_test(overrides=_plain_storage(dagster_url), set_dagster_home=False)
+    return instance_for_test(overrides=plain_storage(dagster_url), set_dagster_home=False)
 
 
 def _state(app_url: str, dagster_url: str) -> tuple:
@@ -251,9 +252,3 @@ def test_backup_refuses_an_existing_destination_in_one_line(local_stack, tmp_pat
     assert capsys.readouterr().err == f"error: {existing} already exists: a backup is written into a new directory\n"
     assert [p.name for p in existing.iterdir()] == ["keep.txt"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "an incomplete backup was left behind"
-
-
-def _plain_storage(url: str) -> dict:
-    """dagster-postgres without a pool: no session outlives the block (restore refuses to
-    replace a database that has sessions)."""
-    return {"storage": {"postgres": {"postgres_url": url}}}
