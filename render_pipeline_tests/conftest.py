@@ -18,6 +18,7 @@ from psycopg.conninfo import make_conninfo
 from render_pipeline.resources.database import PostgresResource
 from render_pipeline.resources.object_store import LocalObjectStore, S3Client, S3ObjectStore
 from render_pipeline.store import migrations
+from render_pipeline_tests.maintenance.scenario import Scenario, seed_standard
 
 S3_ACCESS_KEY = "test-access-key"
 S3_SECRET_KEY = "test-secret-key"
@@ -72,18 +73,26 @@ def s3_endpoint() -> Iterator[str]:
 
 
 @pytest.fixture
-def s3_bucket(s3_endpoint: str) -> str:
+def boto(s3_endpoint: str):
+    """A plain boto3 client on the S3 server: the tests' own hands."""
+    return boto3.client(
+        "s3", endpoint_url=s3_endpoint, aws_access_key_id=S3_ACCESS_KEY,
+        aws_secret_access_key=S3_SECRET_KEY, region_name="us-east-1",
+    )
+
+
+@pytest.fixture
+def s3_bucket(boto) -> str:
     """A new, empty bucket on the S3 server."""
     name = f"test-{uuid.uuid4().hex[:12]}"
-    client = boto3.client(
-        "s3",
-        endpoint_url=s3_endpoint,
-        aws_access_key_id=S3_ACCESS_KEY,
-        aws_secret_access_key=S3_SECRET_KEY,
-        region_name="us-east-1",
-    )
-    client.create_bucket(Bucket=name)
+    boto.create_bucket(Bucket=name)
     return name
+
+
+def s3_settings(endpoint: str, bucket: str) -> dict[str, str]:
+    """The settings that point the project at ``bucket`` on the S3 server."""
+    return {"MINIO_ENDPOINT": endpoint, "MINIO_ACCESS_KEY": S3_ACCESS_KEY, "MINIO_SECRET_KEY": S3_SECRET_KEY,
+            "MINIO_BUCKET": bucket}
 
 
 def make_s3_store(endpoint: str, bucket: str, **client_options) -> S3ObjectStore:
@@ -116,6 +125,12 @@ def object_store(request: pytest.FixtureRequest):
 
 
 @pytest.fixture
+def seeded(database, s3_store) -> Scenario:
+    """The standard 1 000-render scenario in PostgreSQL and on the S3 server."""
+    return seed_standard(database, s3_store)
+
+
+@pytest.fixture
 def instance() -> Iterator[DagsterInstance]:
     """A throwaway Dagster instance (sqlite) for in-process runs."""
     with instance_for_test() as dagster_instance:
@@ -125,24 +140,10 @@ def instance() -> Iterator[DagsterInstance]:
 @pytest.fixture
 def s3_env(database, database_url, s3_endpoint, s3_bucket, monkeypatch) -> dict[str, str]:
     """The project pointed at the S3 server and the test database."""
-    env = {
-        "DATABASE_URL": database_url,
-        "MINIO_ENDPOINT": s3_endpoint,
-        "MINIO_ACCESS_KEY": S3_ACCESS_KEY,
-        "MINIO_SECRET_KEY": S3_SECRET_KEY,
-        "MINIO_BUCKET": s3_bucket,
-    }
+    env = {"DATABASE_URL": database_url, **s3_settings(s3_endpoint, s3_bucket)}
     for name, value in env.items():
         monkeypatch.setenv(name, value)  # the resources read secrets through EnvVar
     return env
-
-
-@pytest.fixture
-def boto(s3_endpoint):
-    return boto3.client(
-        "s3", endpoint_url=s3_endpoint, aws_access_key_id=S3_ACCESS_KEY,
-        aws_secret_access_key=S3_SECRET_KEY, region_name="us-east-1",
-    )
 
 
 # The drills on a live stack take minutes each: started first, they run beside the rest on the

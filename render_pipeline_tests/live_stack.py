@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -49,17 +48,10 @@ from render_pipeline.resources.embedded_postgres import (
 from render_pipeline.resources.factory import object_store_from_settings
 from render_pipeline.resources.object_store import ObjectInfo, ObjectStore
 from render_pipeline.settings import DEFAULT_DAGSTER_DB_NAME, DEFAULT_DB_NAME, load_settings
+from render_pipeline_tests.processes import clean_environ, free_port
 
 T = TypeVar("T")
-# The project's settings: the stack gets only what the test passes, never the caller's.
-SETTING_PREFIXES = ("DATABASE_URL", "DB_", "DAGSTER_", "MINIO_", "LOCAL_STORE_ROOT", "RENDER_", "PG_BIN_DIR")
 REQUIRED_DAEMONS = {"SENSOR", "SCHEDULER", "QUEUED_RUN_COORDINATOR"}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class LiveStack:
@@ -68,8 +60,7 @@ class LiveStack:
         self.home = Path(home)
         self.up_args = list(up_args)
         self.home.mkdir(parents=True, exist_ok=True)
-        base = {k: v for k, v in os.environ.items() if not k.startswith(SETTING_PREFIXES)}
-        self.env = {**base, "RENDER_PIPELINE_HOME": str(self.home), **(env or {})}
+        self.env = {**clean_environ(), "RENDER_PIPELINE_HOME": str(self.home), **(env or {})}
         self.log_path = self.home / "stack.log"
         self.start_timeout = start_timeout
         self.process: subprocess.Popen | None = None
@@ -211,12 +202,12 @@ class LiveStack:
         restore of the database underneath)."""
         url = dagster_storage_url(self.server_uri(), DEFAULT_DAGSTER_DB_NAME)
         (self.home / "test_instance").mkdir(exist_ok=True)
-        with instance_for_test(overrides=_plain_storage(url), temp_dir=str(self.home / "test_instance"),
+        with instance_for_test(overrides=plain_storage(url), temp_dir=str(self.home / "test_instance"),
                                set_dagster_home=False) as instance:
             yield instance
 
 
-def _plain_storage(url: str) -> dict:
+def plain_storage(url: str) -> dict:
     """dagster-postgres without a pool: no session outlives the block (restore refuses to
     replace a database that has sessions)."""
     return {"storage": {"postgres": {"postgres_url": url}}}

@@ -3,7 +3,9 @@ instance, add the partitions it asks for, and execute each run request it return
 
 from __future__ import annotations
 
+import base64
 import io
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -12,6 +14,8 @@ from PIL import Image
 
 from render_pipeline.definitions import build_definitions
 from render_pipeline.imaging.synthetic import photo_like
+from render_pipeline.keys import asset_id_for
+from render_pipeline.resources.database import PostgresResource
 from render_pipeline.settings import load_settings
 
 TEST_PRESETS = ("play-feature", "square-1024")
@@ -68,3 +72,28 @@ def execute(defs: Definitions, instance: DagsterInstance, request: RunRequest, *
         raise_on_error=False,
         run_id=run_id,
     )
+
+
+def run_all(defs: Definitions, instance: DagsterInstance, result: SensorResult) -> list:
+    """Execute every run request of a sensor tick; each must succeed (the failing one's last
+    event is the assertion's message)."""
+    outcomes = [execute(defs, instance, request) for request in result.run_requests or []]
+    assert all(outcome.success for outcome in outcomes), [o.all_events[-1] for o in outcomes if not o.success]
+    return outcomes
+
+
+def renders_of_upload(database: PostgresResource, object_key: str) -> list[dict]:
+    """Every column of the upload's render rows, by style and preset."""
+    with database.connection() as conn:
+        return conn.execute(
+            "SELECT * FROM renders WHERE asset_id = %s ORDER BY style_id, size_preset_id",
+            (asset_id_for(object_key),),
+        ).fetchall()
+
+
+def inline_jpeg(markdown: str) -> Image.Image:
+    """The first data-URI JPEG in a metadata markdown value, as the UI shows it."""
+    encoded = re.search(r"\(data:image/jpeg;base64,([A-Za-z0-9+/=]+)\)", markdown).group(1)
+    with Image.open(io.BytesIO(base64.b64decode(encoded))) as image:
+        assert image.format == "JPEG"
+        return image.convert("RGB")

@@ -10,7 +10,6 @@ a site directory there, so the editable install's finder never runs).
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from dagster._daemon.types import DaemonHeartbeat
 
 from render_pipeline.resources.embedded_postgres import embedded_urls, stop_embedded_server
 from render_pipeline.store import migrations
+from render_pipeline_tests.processes import clean_environ
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = ("pyproject.toml", "README.md", "MANIFEST.in", "dagster.yaml", "workspace.yaml", "sql", "render_pipeline")
@@ -76,9 +76,7 @@ def test_installed_wheel_upgrades_the_database_and_passes_doctor(tmp_path_factor
     dagster_home = home / "dagster_home"
     dagster_home.mkdir(parents=True)
     shutil.copyfile(installed[2], dagster_home / "dagster.yaml")  # the template the package ships
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("DB_", "MINIO_", "DATABASE_URL", "DAGSTER_", "RENDER_", "PYTHON"))}
-    env.update(RENDER_PIPELINE_HOME=str(home), DAGSTER_HOME=str(dagster_home))
+    env = {**clean_environ(also=("PYTHON",)), "RENDER_PIPELINE_HOME": str(home), "DAGSTER_HOME": str(dagster_home)}
     _, dagster_url = embedded_urls(home)  # the embedded server, running for `doctor` (which never starts it)
     try:
         upgrade = subprocess.run([str(bin_dir / "render-pipeline"), "db", "upgrade"], cwd=workdir, env=env,

@@ -2,15 +2,23 @@
 
 import functools
 import uuid
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from logging import Logger
+from operator import itemgetter
 
 from dagster import Config, DagsterInstance, RunsFilter
 from dagster._core.launcher import DefaultRunLauncher
 from pydantic import field_validator
 
-from render_pipeline.maintenance.common import ALIVE_RUN_STATUSES, FINISHED_RUN_STATUSES, RENDER_KIND, in_range
+from render_pipeline.maintenance.common import (
+    ALIVE_RUN_STATUSES,
+    FINISHED_RUN_STATUSES,
+    RENDER_KIND,
+    in_range,
+    keyset_batches,
+)
 from render_pipeline.maintenance.dead_runs import end_run_of_dead_worker, worker_died_message
 from render_pipeline.operations.health import worker_alive, worker_process
 from render_pipeline.render.job import partition_keys_of
@@ -72,14 +80,26 @@ def reap_stale_renders(
     ``max_requeues`` cap turns a render that can never get a run into a visible failure.
     """
     report = ReaperReport(dry_run=config.dry_run)
-    started_limit = timedelta(minutes=config.started_limit_minutes)
-    after = store.FIRST_ID
-    while True:
+    _reap_started(database, instance, config, report, log)
+    _reap_queued(database, instance, config, report)
+    return report
+
+
+def _batches(
+    database: PostgresResource, query, older_than: timedelta, batch_size: int
+) -> Iterator[Sequence[dict]]:
+    """The stale renders ``query`` finds, in batches by id, each read on its own connection."""
+
+    def fetch(after: uuid.UUID) -> list[dict]:
         with database.connection() as conn:
-            rows = store.stale_started(conn, older_than=started_limit, after_id=after, limit=config.batch_size)
-        if not rows:
-            break
-        after = rows[-1]["id"]
+            return query(conn, older_than=older_than, after_id=after, limit=batch_size)
+
+    return keyset_batches(fetch, store.FIRST_ID, itemgetter("id"), limit=batch_size)
+
+
+def _reap_started(database, instance, config: ReaperConfig, report: ReaperReport, log: Logger) -> None:
+    started_limit = timedelta(minutes=config.started_limit_minutes)
+    for rows in _batches(database, store.stale_started, started_limit, config.batch_size):
         report.stale_started += len(rows)
         by_run: dict[str | None, list[uuid.UUID]] = {}
         for row in rows:
@@ -93,15 +113,12 @@ def reap_stale_renders(
                     report.started_failed += store.fail_stale_started(
                         conn, render_ids, older_than=started_limit, message=reason)
 
+
+def _reap_queued(database, instance, config: ReaperConfig, report: ReaperReport) -> None:
     queued_limit = timedelta(minutes=config.queued_limit_minutes)
+    reason = f"stale: queued for more than {queued_limit} with no run in flight"
     in_flight: set[str] | None = None
-    after = store.FIRST_ID
-    while True:
-        with database.connection() as conn:
-            rows = store.stale_queued(conn, older_than=queued_limit, after_id=after, limit=config.batch_size)
-        if not rows:
-            break
-        after = rows[-1]["id"]
+    for rows in _batches(database, store.stale_queued, queued_limit, config.batch_size):
         report.stale_queued += len(rows)
         if in_flight is None:
             in_flight = _partitions_in_flight(instance)
@@ -114,13 +131,11 @@ def reap_stale_renders(
             report.queued_failed += len(give_up)
             continue
         with database.connection() as conn:
-            reason = f"stale: queued for more than {queued_limit} with no run in flight"
             report.queued_requeued += len(store.requeue(conn, requeue, reason=reason, from_statuses=("queued",)))
             report.queued_failed += store.fail_stale_queued(
                 conn, give_up, older_than=queued_limit,
                 message=f"{reason}, after {config.max_requeues} requeue(s); requeue by hand once the cause is fixed",
             )
-    return report
 
 
 def _reap_run(instance, run_id, limit, config, report, log) -> str | None:

@@ -8,19 +8,16 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable, Mapping
+from datetime import timedelta
+from functools import partial
 
 import pytest
 
 from render_pipeline.cli import main
-
-# The project's settings: a command sees only what the test passes, never the caller's shell.
-SETTING_PREFIXES = ("DATABASE_URL", "DB_", "DAGSTER_", "MINIO_", "LOCAL_STORE_ROOT", "RENDER_", "PG_BIN_DIR")
+from render_pipeline_tests.maintenance.scenario import STYLES, insert_asset, insert_render
+from render_pipeline_tests.processes import SETTING_PREFIXES, clean_environ
 
 Cli = Callable[..., subprocess.CompletedProcess]
-
-
-def clean_environ() -> dict[str, str]:
-    return {name: value for name, value in os.environ.items() if not name.startswith(SETTING_PREFIXES)}
 
 
 def cli_process(*args: str, env: Mapping[str, str], timeout: float = 120) -> subprocess.CompletedProcess:
@@ -48,3 +45,25 @@ def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> 
         return subprocess.CompletedProcess(args, code, out.out, out.err)
 
     return invoke
+
+
+@pytest.fixture
+def app_cli(cli: Cli, database_url: str) -> Callable[..., subprocess.CompletedProcess]:
+    """``app_cli(*args)``: the in-process entry point with the test database as its only setting."""
+    return partial(cli, env={"DATABASE_URL": database_url})
+
+
+@pytest.fixture
+def failed_renders(database):
+    """12 failed renders: 6 timeouts (3 yesterday, 3 ten days ago), 6 decode errors; one
+    timeout flagged archived by retention; plus a completed render."""
+    with database.transaction() as conn:
+        asset_ids = [insert_asset(conn, f"uploads/rq-{i}/a.png") for i in range(4)]
+        rows = {}
+        for i in range(12):
+            error = "upload: S3 put timed out" if i < 6 else "decode: cannot identify image file"
+            age = timedelta(days=10) if i in (3, 4, 5) else timedelta(days=1)
+            rows[i] = insert_render(conn, asset_ids[i // 4], STYLES[i % 4], "failed", age=age, error=error)
+        conn.execute("UPDATE renders SET metadata = '{\"archived\": true}' WHERE id = %s", (rows[5],))
+        rows["done"] = insert_render(conn, asset_ids[3], "pop-poster", "completed", age=timedelta(days=1))
+    return rows

@@ -16,7 +16,8 @@ from dagster._daemon.types import DaemonHeartbeat
 
 from render_pipeline.commands.doctor import FAIL, OK, WARN, run_checks
 from render_pipeline.store import migrations
-from render_pipeline_tests.conftest import S3_ACCESS_KEY, S3_SECRET_KEY
+from render_pipeline_tests.conftest import S3_ACCESS_KEY, S3_SECRET_KEY, s3_settings
+from render_pipeline_tests.processes import SETTING_PREFIXES, clean_environ
 
 
 def _heartbeat(dagster_home: Path) -> None:
@@ -34,23 +35,15 @@ def stack_env(database_url, s3_endpoint, s3_bucket, tmp_path) -> dict[str, str]:
     return {
         "RENDER_PIPELINE_HOME": str(tmp_path),
         "DATABASE_URL": database_url,
-        "MINIO_ENDPOINT": s3_endpoint,
-        "MINIO_ACCESS_KEY": S3_ACCESS_KEY,
-        "MINIO_SECRET_KEY": S3_SECRET_KEY,
-        "MINIO_BUCKET": s3_bucket,
+        **s3_settings(s3_endpoint, s3_bucket),
         "DAGSTER_HOME": str(dagster_home),
     }
-
-
-def _clean_environ() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items()
-            if not k.startswith(("DB_", "MINIO_", "DATABASE_URL", "DAGSTER_", "RENDER_"))}
 
 
 def test_doctor_passes_on_a_healthy_stack(database, stack_env):
     _heartbeat(Path(stack_env["DAGSTER_HOME"]))
     result = subprocess.run([sys.executable, "-m", "render_pipeline.cli", "doctor", "--json"],
-                            env={**_clean_environ(), **stack_env}, capture_output=True, text=True, timeout=120)
+                            env={**clean_environ(), **stack_env}, capture_output=True, text=True, timeout=120)
     checks = {c["name"]: c for c in json.loads(result.stdout)}
     assert result.returncode == 0, checks
     assert set(checks) == {"configuration", "database", "object_store", "dagster_instance", "daemon",
@@ -63,7 +56,7 @@ def test_doctor_passes_on_a_healthy_stack(database, stack_env):
 
 def _checks(monkeypatch, env: dict[str, str]) -> dict:
     for name in list(os.environ):
-        if name.startswith(("DB_", "MINIO_", "DATABASE_URL", "DAGSTER_", "RENDER_")):
+        if name.startswith(SETTING_PREFIXES):
             monkeypatch.delenv(name)
     for name, value in env.items():
         monkeypatch.setenv(name, value)

@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 
 from render_pipeline.metrics import METRIC_NAMES
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from render_pipeline_tests.processes import clean_environ, free_port
 
 
 def _as_from_a_background_shell() -> None:
@@ -26,9 +19,9 @@ def _as_from_a_background_shell() -> None:
 
 
 def test_exporter_process_serves_every_metric_and_stops_on_sigterm(database, database_url, tmp_path):
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DB_", "MINIO_", "DATABASE_URL", "DAGSTER_"))}
-    env.update(DATABASE_URL=database_url, RENDER_PIPELINE_HOME=str(tmp_path), DAGSTER_HOME=str(tmp_path))
+    port = free_port()
+    env = {**clean_environ(), "DATABASE_URL": database_url, "RENDER_PIPELINE_HOME": str(tmp_path),
+           "DAGSTER_HOME": str(tmp_path)}
     process = subprocess.Popen(
         [sys.executable, "-m", "render_pipeline.cli", "metrics", "--port", str(port), "--host", "127.0.0.1"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

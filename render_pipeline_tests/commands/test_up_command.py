@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import json
 import subprocess
+import uuid
 
 import psycopg
 import yaml
 
 from render_pipeline.commands.up import prepare
-from render_pipeline.resources.embedded_postgres import stop_embedded_server
+from render_pipeline.resources.embedded_postgres import embedded_server_running, stop_embedded_server
 from render_pipeline.settings import load_settings
 from render_pipeline.store import migrations
+from render_pipeline_tests.conftest import make_s3_store, s3_settings
 
 
 def test_prepare_on_embedded_defaults(tmp_path):
@@ -40,47 +42,33 @@ def test_prepare_on_embedded_defaults(tmp_path):
         stop_embedded_server(tmp_path / "home")
 
 
-def test_a_missing_bucket_stops_start_up_cleanly_or_is_created_on_request(s3_endpoint, tmp_path, monkeypatch, capsys):
-    import uuid
-
-    from render_pipeline.cli import main
-    from render_pipeline.resources.embedded_postgres import embedded_server_running
-    from render_pipeline_tests.conftest import S3_ACCESS_KEY, S3_SECRET_KEY, make_s3_store
-
+def test_a_missing_bucket_stops_start_up_cleanly_or_is_created_on_request(cli, s3_endpoint, tmp_path):
     bucket = f"missing-{uuid.uuid4().hex[:8]}"
-    for name, value in {"RENDER_PIPELINE_HOME": str(tmp_path / "home"), "MINIO_ENDPOINT": s3_endpoint,
-                        "MINIO_ACCESS_KEY": S3_ACCESS_KEY, "MINIO_SECRET_KEY": S3_SECRET_KEY,
-                        "MINIO_BUCKET": bucket}.items():
-        monkeypatch.setenv(name, value)
-    for name in ("DATABASE_URL", "DAGSTER_PG_URL", "DAGSTER_HOME"):
-        monkeypatch.delenv(name, raising=False)
+    env = {"RENDER_PIPELINE_HOME": str(tmp_path / "home"), **s3_settings(s3_endpoint, bucket)}
 
-    assert main(["up", "--prepare-only"]) == 1
-    assert f"bucket '{bucket}' does not exist" in capsys.readouterr().err
+    refused = cli("up", "--prepare-only", env=env)
+    assert refused.returncode == 1
+    assert f"bucket '{bucket}' does not exist" in refused.stderr
     assert not embedded_server_running(tmp_path / "home")  # what it started, it stopped
 
     try:
-        assert main(["up", "--prepare-only", "--create-bucket"]) == 0
-        assert f"created bucket {bucket}" in capsys.readouterr().out
+        created = cli("up", "--prepare-only", "--create-bucket", env=env)
+        assert created.returncode == 0, created.stderr
+        assert f"created bucket {bucket}" in created.stdout
         make_s3_store(s3_endpoint, bucket).check_usable()
     finally:
         stop_embedded_server(tmp_path / "home")
 
 
-def test_a_bad_hang_limit_or_grace_is_one_line_and_starts_nothing(tmp_path, monkeypatch, capsys):
-    from render_pipeline.cli import main
-
-    monkeypatch.setenv("RENDER_PIPELINE_HOME", str(tmp_path / "home"))
-    for name in ("DATABASE_URL", "DAGSTER_PG_URL", "DAGSTER_HOME"):
-        monkeypatch.delenv(name, raising=False)
+def test_a_bad_hang_limit_or_grace_is_one_line_and_starts_nothing(cli, tmp_path):
+    home = {"RENDER_PIPELINE_HOME": str(tmp_path / "home")}
     for value in ("10", "soon"):
-        monkeypatch.setenv("RENDER_DAEMON_HANG_SECONDS", value)
-        assert main(["up"]) == 2
-        error = capsys.readouterr().err.strip()
+        result = cli("up", env={**home, "RENDER_DAEMON_HANG_SECONDS": value})
+        assert result.returncode == 2
+        error = result.stderr.strip()
         assert len(error.splitlines()) == 1 and "RENDER_DAEMON_HANG_SECONDS" in error and "30 s" in error
-    monkeypatch.delenv("RENDER_DAEMON_HANG_SECONDS")
-    assert main(["up", "--run-grace", "-1"]) == 2
-    assert "--run-grace" in capsys.readouterr().err
+    result = cli("up", "--run-grace", "-1", env=home)
+    assert result.returncode == 2 and "--run-grace" in result.stderr
     assert not (tmp_path / "home" / "pgdata").exists()
 
 

@@ -1,8 +1,8 @@
 """Golden fingerprints: sha256 of output PNG, output pixels and preview per style and case.
 
 When a style's output changes on purpose: bump its ``version`` in
-``render_pipeline/imaging/styles.py``, run ``PYTHONPATH=. python -m
-render_pipeline_tests.imaging.golden`` and paste the printed dict over ``GOLDEN`` in
+``render_pipeline/imaging/styles.py`` and in ``STYLE_VERSIONS`` below, run ``PYTHONPATH=.
+python -m render_pipeline_tests.imaging.golden`` and paste the printed dict over ``GOLDEN`` in
 ``test_render.py``.  The PNG hash also depends on the zlib Python links (recorded as
 ``versions.zlib`` in the render metadata); the pixel hash does not.
 """
@@ -15,6 +15,9 @@ import json
 from render_pipeline.imaging import STYLES, render
 
 from .inputs import encoded, jpeg, photo
+
+# The style versions GOLDEN was recorded at (checked by test_styles.test_registries).
+STYLE_VERSIONS = {"pop-poster": 3, "halftone": 3, "warhol-grid": 3, "duotone": 3}
 
 CASES = {
     "png-640x480@play-phone": (lambda: encoded(photo(640, 480, seed=7), "PNG"), "play-phone"),

@@ -11,14 +11,19 @@ from render_pipeline.imaging import DEFAULT_PRESET_IDS, PRESETS, STYLES, get_pre
 from render_pipeline.imaging.synthetic import photo_like
 from PIL import Image
 
+from .golden import STYLE_VERSIONS
+
 
 def test_registries() -> None:
     assert list(STYLES) == ["pop-poster", "halftone", "warhol-grid", "duotone"]
     assert set(DEFAULT_PRESET_IDS) <= set(PRESETS)
     assert {(p.width, p.height) for p in PRESETS.values()} >= {(1320, 2868), (1290, 2796), (2064, 2752),
                                                                (2048, 2732), (1024, 500), (1024, 1024)}
+    # A version names one output (the assets' code version, each render row's style_version):
+    # it only ever goes up, in the same change as the style's GOLDEN fingerprints.
+    assert {spec.id: spec.version for spec in STYLES.values()} == STYLE_VERSIONS
+    assert all(type(spec.version) is int for spec in STYLES.values())
     for spec in STYLES.values():
-        assert spec.version >= 1
         assert spec.validate_config(None) == spec.default_config
         json.dumps(spec.default_config)
     with pytest.raises(LookupError, match="unknown style 'sepia'"):

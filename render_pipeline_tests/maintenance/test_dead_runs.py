@@ -18,13 +18,8 @@ from render_pipeline.maintenance.common import RENDER_KIND
 from render_pipeline.operations.health import worker_alive
 from render_pipeline_tests.maintenance.scenario import STYLES, insert_asset, insert_render
 from render_pipeline_tests.orchestration_helpers import definitions_for, tick
+from render_pipeline_tests.processes import dead_pid
 from render_pipeline_tests.reliability.harness import Pipeline
-
-
-def _dead_pid() -> int:
-    process = subprocess.Popen(["true"])
-    process.wait()
-    return process.pid
 
 
 def _run_with_worker(instance, status: DagsterRunStatus, pid: int):
@@ -46,8 +41,8 @@ def test_the_sensor_ends_runs_whose_worker_is_gone_and_leaves_live_ones(
     try:
         alive = _run_with_worker(instance, DagsterRunStatus.STARTED, worker.pid)
         assert tick(defs, instance, "dead_run_sensor").skip_reason.skip_message == "every STARTED run has a live worker"
-        dead = _run_with_worker(instance, DagsterRunStatus.STARTED, _dead_pid())
-        canceling = _run_with_worker(instance, DagsterRunStatus.CANCELING, _dead_pid())
+        dead = _run_with_worker(instance, DagsterRunStatus.STARTED, dead_pid())
+        canceling = _run_with_worker(instance, DagsterRunStatus.CANCELING, dead_pid())
         tick(defs, instance, "dead_run_sensor")
     finally:
         worker.kill()

@@ -18,7 +18,7 @@ from dagster._core.test_utils import create_run_for_test
 from render_pipeline.maintenance.jobs import stale_render_reaper_job
 from render_pipeline.maintenance.common import RENDER_KIND
 from render_pipeline.maintenance.reaper import ReaperConfig, reap_stale_renders
-from render_pipeline_tests.live_stack import free_port
+from render_pipeline_tests.processes import dead_pid, free_port
 from render_pipeline_tests.maintenance.scenario import STYLES, insert_asset, insert_render, snapshot
 
 LOG = logging.getLogger("test")
@@ -126,7 +126,7 @@ def test_overdue_runs_whose_code_server_is_gone_are_ended_without_blocking(datab
     gone = json.dumps({"host": "127.0.0.1", "port": free_port()})
     dead, alive = (create_run_for_test(instance, job_name="render_uploads", status=DagsterRunStatus.STARTED,
                                        tags={**RENDER_KIND, GRPC_INFO_TAG: gone}) for _ in range(2))
-    instance.report_engine_event("Started process for run.", dead, EngineEventData.in_process(_dead_pid()))
+    instance.report_engine_event("Started process for run.", dead, EngineEventData.in_process(dead_pid()))
     worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         instance.report_engine_event("Started process for run.", alive, EngineEventData.in_process(worker.pid))
@@ -147,8 +147,3 @@ def test_overdue_runs_whose_code_server_is_gone_are_ended_without_blocking(datab
     assert "run worker died" in dead_row["error_message"] and dead.run_id in dead_row["error_message"]
     assert elapsed < 20, elapsed  # Dagster's gRPC timeout is 60 s
 
-
-def _dead_pid() -> int:
-    process = subprocess.Popen(["true"])
-    process.wait()
-    return process.pid

@@ -39,7 +39,8 @@ from render_pipeline.resources.factory import object_store_from_settings
 from render_pipeline.settings import load_settings
 from render_pipeline.stack import DatabaseUrls, new_record, write_record
 from render_pipeline.store import migrations
-from render_pipeline_tests.conftest import S3_ACCESS_KEY, S3_SECRET_KEY
+from render_pipeline_tests.conftest import s3_settings
+from render_pipeline_tests.live_stack import plain_storage
 
 PASSWORD = "pw-" + uuid.uuid4().hex
 EXECUTING_RUN = str(uuid.uuid4())  # a run the backup catches executing
@@ -78,8 +79,7 @@ def _prepare_stack(request, kind: str, servers, tmp_path, monkeypatch):
     app_url, dagster_url = servers
     env = {"DATABASE_URL": app_url, "DAGSTER_PG_URL": dagster_url, "RENDER_PIPELINE_HOME": str(tmp_path / "home")}
     if kind == "s3":
-        env |= {"MINIO_ENDPOINT": request.getfixturevalue("s3_endpoint"), "MINIO_ACCESS_KEY": S3_ACCESS_KEY,
-                "MINIO_SECRET_KEY": S3_SECRET_KEY, "MINIO_BUCKET": request.getfixturevalue("s3_bucket")}
+        env |= s3_settings(request.getfixturevalue("s3_endpoint"), request.getfixturevalue("s3_bucket"))
     for name, value in env.items():
         monkeypatch.setenv(name, value)  # for the CLI, which reads the environment
     settings = load_settings(env)
@@ -114,7 +114,7 @@ def _sql(url: str, statement: str, params=()):
 
 
 def _instance(dagster_url: str):
-    return instance_for_test(overrides=_plain_storage(dagster_url), set_dagster_home=False)
+    return instance_for_test(overrides=plain_storage(dagster_url), set_dagster_home=False)
 
 
 def _state(app_url: str, dagster_url: str) -> tuple:
@@ -252,9 +252,3 @@ def test_backup_refuses_an_existing_destination_in_one_line(local_stack, tmp_pat
     assert capsys.readouterr().err == f"error: {existing} already exists: a backup is written into a new directory\n"
     assert [p.name for p in existing.iterdir()] == ["keep.txt"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "an incomplete backup was left behind"
-
-
-def _plain_storage(url: str) -> dict:
-    """dagster-postgres without a pool: no session outlives the block (restore refuses to
-    replace a database that has sessions)."""
-    return {"storage": {"postgres": {"postgres_url": url}}}

@@ -24,7 +24,7 @@ from dagster import AssetKey, DagsterEventType, EventRecordsFilter
 from render_pipeline.keys import asset_id_for, render_id_for, render_object_keys
 from render_pipeline.maintenance.orphans import OrphanConfig, reconcile_orphans
 from render_pipeline.resources.database import PostgresResource
-from render_pipeline_tests.conftest import S3_ACCESS_KEY, S3_SECRET_KEY
+from render_pipeline_tests.conftest import s3_settings
 from render_pipeline_tests.imaging.inputs import jpeg
 from render_pipeline_tests.live_stack import LiveStack
 from render_pipeline_tests.reliability.harness import audit, boto_client
@@ -44,8 +44,7 @@ pytestmark = pytest.mark.xdist_group("operations-live-stack")
 def stack(request, tmp_path_factory) -> Iterator[LiveStack]:
     env = {"RENDER_DEFAULT_PRESETS": PRESET, "RENDER_DEFAULT_STYLES": ",".join(STYLES)}
     if os.environ.get("RENDER_PIPELINE_DRILL_S3"):
-        env |= {"MINIO_ENDPOINT": request.getfixturevalue("s3_endpoint"), "MINIO_ACCESS_KEY": S3_ACCESS_KEY,
-                "MINIO_SECRET_KEY": S3_SECRET_KEY, "MINIO_BUCKET": _module_bucket(request)}
+        env |= s3_settings(request.getfixturevalue("s3_endpoint"), _module_bucket(request))
     with LiveStack(tmp_path_factory.mktemp("drills") / "home", env) as live:
         yield live
 

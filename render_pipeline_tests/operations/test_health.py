@@ -15,12 +15,7 @@ from dagster._daemon.types import DaemonHeartbeat
 from render_pipeline.operations import health
 from render_pipeline.store.health import pipeline_counts
 from render_pipeline_tests.maintenance.scenario import insert_asset, insert_render
-
-
-def _dead_pid() -> int:
-    process = subprocess.Popen(["true"])
-    process.wait()
-    return process.pid
+from render_pipeline_tests.processes import dead_pid
 
 
 def _counts(database):
@@ -31,7 +26,7 @@ def _counts(database):
 
 def test_the_drills_stuck_state_is_named_with_counts_and_fixes(database, instance):
     run = create_run_for_test(instance, job_name="render_uploads", status=DagsterRunStatus.STARTED)
-    instance.report_engine_event("Started process for run.", run, EngineEventData.in_process(_dead_pid()))
+    instance.report_engine_event("Started process for run.", run, EngineEventData.in_process(dead_pid()))
     alive = create_run_for_test(instance, job_name="render_uploads", status=DagsterRunStatus.STARTED)
     instance.report_engine_event("Started process for run.", alive, EngineEventData.in_process(_live_worker_pid()))
     spawned = create_run_for_test(instance, job_name="render_uploads", status=DagsterRunStatus.STARTED)

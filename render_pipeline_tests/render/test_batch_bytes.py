@@ -10,21 +10,21 @@ from dagster._core.definitions.data_version import CachingStaleStatusResolver, S
 from dagster._core.loader import LoadingContextForTest
 
 from render_pipeline import imaging
-from render_pipeline.keys import asset_id_for
 from render_pipeline.render.assets import build_render_asset
 from render_pipeline.render.events import render_asset_key
 from render_pipeline.render.uploads import build_uploads_asset
 from render_pipeline.store import maintenance as maintenance_store
 from render_pipeline_tests.conftest import make_s3_store
-from render_pipeline_tests.orchestration_helpers import definitions_for, execute, jpeg_bytes, tick
+from render_pipeline_tests.orchestration_helpers import (
+    definitions_for,
+    execute,
+    jpeg_bytes,
+    renders_of_upload,
+    run_all,
+    tick,
+)
 
 KEY = "uploads/big/photo.jpg"
-
-
-def _rows(database) -> list[dict]:
-    with database.connection() as conn:
-        return conn.execute("SELECT * FROM renders WHERE asset_id = %s ORDER BY style_id, size_preset_id",
-                            (asset_id_for(KEY),)).fetchall()
 
 
 def test_a_large_jpeg_renders_the_same_bytes_in_a_batch_alone_and_requeued(
@@ -37,10 +37,10 @@ def test_a_large_jpeg_renders_the_same_bytes_in_a_batch_alone_and_requeued(
                 for p in imaging.DEFAULT_PRESET_IDS}) == 2
     defs = definitions_for(s3_env, presets=imaging.DEFAULT_PRESET_IDS)
     boto.put_object(Bucket=s3_bucket, Key=KEY, Body=data)
-    assert all(execute(defs, instance, r).success for r in tick(defs, instance, "uploads_sensor").run_requests)
+    run_all(defs, instance, tick(defs, instance, "uploads_sensor"))
 
     store = make_s3_store(s3_env["MINIO_ENDPOINT"], s3_bucket)
-    rows = _rows(database)
+    rows = renders_of_upload(database, KEY)
     assert len(rows) == len(imaging.STYLES) * len(imaging.DEFAULT_PRESET_IDS)
     for row in rows:
         alone = imaging.render(data, row["style_id"], row["size_preset_id"])
@@ -54,7 +54,7 @@ def test_a_large_jpeg_renders_the_same_bytes_in_a_batch_alone_and_requeued(
         maintenance_store.requeue(conn, [square["id"]], reason="reproduce", from_statuses=("completed",))
     [request] = tick(defs, instance, "requeue_sensor").run_requests
     assert execute(defs, instance, request).success
-    [again] = [r for r in _rows(database) if r["id"] == square["id"]]
+    [again] = [r for r in renders_of_upload(database, KEY) if r["id"] == square["id"]]
     assert again["attempt"] == square["attempt"] + 1 and again["dagster_run_id"] != square["dagster_run_id"]
     assert again["output_sha256"] == square["output_sha256"]
     assert store.get(again["output_minio_key"]) == imaging.render(data, "pop-poster", "square-1024").output_png
@@ -65,7 +65,7 @@ def test_renders_are_fresh_until_their_style_version_changes(s3_env, boto, s3_bu
     (Dagster's own resolver) behaves as for materializations Dagster makes itself."""
     defs = definitions_for(s3_env, presets=("play-feature",))
     boto.put_object(Bucket=s3_bucket, Key=KEY, Body=jpeg_bytes(seed=8))
-    assert all(execute(defs, instance, r).success for r in tick(defs, instance, "uploads_sensor").run_requests)
+    run_all(defs, instance, tick(defs, instance, "uploads_sensor"))
     partition = KEY.removeprefix("uploads/")
     spec = imaging.get_style("halftone")
 

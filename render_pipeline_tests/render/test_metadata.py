@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import io
-import re
 import uuid
 
 from PIL import Image
@@ -12,6 +9,7 @@ from PIL import Image
 from render_pipeline.imaging.encode import make_preview
 from render_pipeline.render.metadata import render_partition_metadata, upload_materialization_metadata
 from render_pipeline.store.renders import CompletedRender, RenderTarget
+from render_pipeline_tests.orchestration_helpers import inline_jpeg
 
 
 def _completed(preset: str, size: tuple[int, int]) -> CompletedRender:
@@ -35,10 +33,9 @@ def test_a_partition_shows_each_of_its_renders_and_a_thumbnail_of_its_own_previe
     renders = [_completed("iphone-6.9", (1320, 2868)), _completed("square-1024", (1024, 1024))]
     metadata = render_partition_metadata([(renders[0], preview), (renders[1], preview)])
 
-    uri = re.search(r"\(data:image/jpeg;base64,([A-Za-z0-9+/=]+)\)", metadata["preview"].value).group(1)
-    with Image.open(io.BytesIO(base64.b64decode(uri))) as thumbnail:
-        assert thumbnail.size == (118, 256)  # the preview's shape, 256 px long side
-        assert max(abs(a - b) for a, b in zip(thumbnail.getpixel((50, 100)), (30, 10, 94))) <= 4
+    thumbnail = inline_jpeg(metadata["preview"].value)
+    assert thumbnail.size == (118, 256)  # the preview's shape, 256 px long side
+    assert max(abs(a - b) for a, b in zip(thumbnail.getpixel((50, 100)), (30, 10, 94))) <= 4
     assert renders[0].preview_key in metadata["preview"].value
     assert metadata["palette"].value == "#1e0a5e #ff4d8d"
     for record in renders:

@@ -1,4 +1,5 @@
-"""Migrations on a real PostgreSQL: round trips, idempotence and clean failure."""
+"""Migrations on a real PostgreSQL: round trips, idempotence and clean failure; the seeds load the
+style and preset catalogues exactly as the code has them, field by field."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from render_pipeline import imaging
 from render_pipeline.store import migrations
 
 
@@ -130,3 +132,26 @@ def test_schema_constraints_reject_impossible_rows(database):
             "INSERT INTO assets (id, partition_key, object_key, status) "
             "VALUES (gen_random_uuid(), 'a/y', 'uploads/a/y', 'invalid')"  # invalid needs a reason
         )
+
+
+def test_seeded_styles_match_the_style_registry(database):
+    with database.connection() as conn:
+        rows = {r["id"]: r for r in conn.execute("SELECT * FROM styles").fetchall()}
+    assert set(rows) == set(imaging.STYLES)
+    for style_id, spec in imaging.STYLES.items():
+        row = rows[style_id]
+        assert (row["name"], row["description"], row["version"]) == (spec.name, spec.description, spec.version)
+        assert row["algorithm_config"] == spec.validate_config(None)
+        assert row["is_active"]
+
+
+def test_seeded_presets_match_the_preset_registry(database):
+    with database.connection() as conn:
+        rows = {r["id"]: r for r in conn.execute("SELECT * FROM size_presets").fetchall()}
+    assert set(rows) == set(imaging.PRESETS)
+    for preset_id, preset in imaging.PRESETS.items():
+        row = rows[preset_id]
+        assert (row["name"], row["store"], row["width"], row["height"], row["fit_mode"]) == (
+            preset.name, preset.store, preset.width, preset.height, preset.fit,
+        )
+        assert row["is_default"] == (preset_id in imaging.DEFAULT_PRESET_IDS)

@@ -1,17 +1,25 @@
-"""The runbook's `SELECT error_message, COUNT(*) FROM assets GROUP BY error_message` gives one
-row per cause: the refusals the `uploads` asset records carry nothing particular to the file or
-the process (sizes, offsets, paths, memory addresses)."""
+"""The `uploads` asset validates each upload without rendering it: a bad upload is recorded
+invalid with its reason while the others render, and the runbook's `SELECT error_message,
+COUNT(*) FROM assets GROUP BY error_message` gives one row per cause: the refusals carry nothing
+particular to the file or the process (sizes, offsets, paths, memory addresses)."""
 
 from __future__ import annotations
 
 from dagster import RunRequest
 
 from render_pipeline import imaging
-from render_pipeline.render.events import UPLOADS_KEY
+from render_pipeline.render.events import UPLOADS_KEY, render_asset_key
 from render_pipeline.render.job import PARTITION_RANGE_END_TAG, PARTITION_RANGE_START_TAG, RENDER_RUN_TAGS
 from render_pipeline.render.partitions import uploads_partitions
 from render_pipeline_tests.imaging.refusals import assert_one_group_per_cause, causes
-from render_pipeline_tests.orchestration_helpers import definitions_for, execute, tick
+from render_pipeline_tests.orchestration_helpers import (
+    definitions_for,
+    execute,
+    jpeg_bytes,
+    renders_of_upload,
+    run_all,
+    tick,
+)
 
 
 PER_CAUSE = 3  # the engine-level test runs every file of the corpus; here a few per cause suffice
@@ -70,3 +78,26 @@ def test_recorded_refusals_group_into_one_row_per_cause(
     assert len(groups) == len(corpus)
     assert sorted(g["n"] for g in groups) == sorted(_count(cause) for cause in corpus.values())
 
+
+def test_corrupt_upload_is_invalid_while_the_next_one_renders(s3_env, boto, s3_bucket, database, instance):
+    defs = definitions_for(s3_env, presets=("play-feature",))
+    boto.put_object(Bucket=s3_bucket, Key="uploads/x1/broken.jpg", Body=jpeg_bytes()[:600])
+    boto.put_object(Bucket=s3_bucket, Key="uploads/x2/fine.jpg", Body=jpeg_bytes(seed=9))
+    boto.put_object(Bucket=s3_bucket, Key="uploads/no-folder.jpg", Body=b"whatever")
+    boto.put_object(Bucket=s3_bucket, Key="uploads/x3/../escape.jpg", Body=b"whatever")
+
+    result = tick(defs, instance, "uploads_sensor")
+    assert len(result.run_requests) == 2  # the two partition keys, one run per run slot
+    run_all(defs, instance, result)
+
+    with database.connection() as conn:
+        assets = {r["object_key"]: r for r in conn.execute("SELECT * FROM assets").fetchall()}
+    assert assets["uploads/x1/broken.jpg"]["status"] == "invalid"
+    assert assets["uploads/x1/broken.jpg"]["error_code"] in ("truncated", "corrupt")
+    assert assets["uploads/no-folder.jpg"]["error_message"].startswith("key has no {asset_id}/ folder")
+    assert "'..'" in assets["uploads/x3/../escape.jpg"]["error_message"]
+    assert assets["uploads/x2/fine.jpg"]["status"] == "valid"
+    # Only the valid upload's partition is materialized; the broken one is not (its check says why).
+    assert instance.get_materialized_partitions(render_asset_key("duotone")) == {"x2/fine.jpg"}
+    assert renders_of_upload(database, "uploads/x1/broken.jpg") == []
+    assert {r["status"] for r in renders_of_upload(database, "uploads/x2/fine.jpg")} == {"completed"}

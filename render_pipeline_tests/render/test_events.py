@@ -1,20 +1,29 @@
 """A ranged run reports every upload partition on its own: its materialization, metadata and
-checks, read back from the Dagster instance (what the UI shows), whatever the batch."""
+checks, read back from the Dagster instance (what the UI shows), whatever the batch.  Render
+asset keys are the catalogue's style ids (`renders/pop-poster`), while the graph and op names
+Dagster derives from them stay Python identifiers (`renders__pop_poster`)."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import io
-import re
 
-from dagster import AssetCheckKey, AssetKey, AssetRecordsFilter, RunRequest
+from dagster import AssetCheckKey, AssetKey, AssetRecordsFilter, AssetSelection, RunRequest
 from PIL import Image
 
 from render_pipeline import imaging
-from render_pipeline.render.events import render_asset_key
+from render_pipeline.definitions import build_definitions
+from render_pipeline.render.events import PRESETS_CHECK, render_asset_key
 from render_pipeline.render.job import PARTITION_RANGE_END_TAG, PARTITION_RANGE_START_TAG, RENDER_RUN_TAGS
-from render_pipeline_tests.orchestration_helpers import definitions_for, execute, jpeg_bytes, png_bytes, tick
+from render_pipeline.settings import load_settings
+from render_pipeline_tests.orchestration_helpers import (
+    definitions_for,
+    execute,
+    inline_jpeg,
+    jpeg_bytes,
+    png_bytes,
+    tick,
+)
 
 PRESETS = ("play-feature", "square-1024")
 UPLOADS = {
@@ -79,9 +88,7 @@ def test_each_render_partition_has_its_own_materialization_preview_and_check(
             assert sorted(metadata["output_keys"].value) == sorted(r["output_minio_key"] for r in mine)
             assert all(str(r["id"]) in metadata["renders"].value for r in mine)
             assert metadata["palette"].value == " ".join(mine[0]["render_metadata"]["palette"])
-            thumbnail = re.search(r"data:image/jpeg;base64,([A-Za-z0-9+/=]+)", metadata["preview"].value).group(1)
-            with Image.open(io.BytesIO(base64.b64decode(thumbnail))) as image:
-                assert max(image.size) == 256
+            assert max(inline_jpeg(metadata["preview"].value).size) == 256
             # Dagster's own provenance: this code version, rendered from this upload's validation.
             tags = event.asset_materialization.tags
             assert tags["dagster/code_version"] == f"{style}@{imaging.get_style(style).version}"
@@ -129,3 +136,25 @@ def _latest_materialization(instance, key: AssetKey, partition: str):
     [record] = instance.fetch_materializations(AssetRecordsFilter(asset_key=key, asset_partitions=[partition]),
                                                limit=1).records
     return record.event_log_entry
+
+
+STYLE_KEYS = {"renders/pop-poster", "renders/halftone", "renders/warhol-grid", "renders/duotone"}
+
+
+def test_render_asset_keys_and_checks_spell_the_style_ids() -> None:
+    defs = build_definitions(load_settings({}))
+    graph = defs.resolve_asset_graph()
+    renders = AssetSelection.groups("renders").resolve(graph)
+    assert {key.to_user_string() for key in renders} == STYLE_KEYS == {f"renders/{s}" for s in imaging.STYLES}
+    assert {render_asset_key(s) for s in imaging.STYLES} == renders
+    assert {AssetCheckKey(key, PRESETS_CHECK) for key in renders} <= set(graph.asset_check_keys)
+
+
+def test_graph_names_stay_identifiers_that_run_config_addresses() -> None:
+    """The requeue sensor's run config addresses each style's graph by
+    ``render_asset_key(style).to_python_identifier()``; the UI's Launchpad shows the same name."""
+    job = build_definitions(load_settings({})).resolve_job_def("render_uploads")
+    nodes = {node.name for node in job.graph.nodes}
+    graphs = {render_asset_key(s).to_python_identifier() for s in imaging.STYLES}
+    assert graphs == {"renders__pop_poster", "renders__halftone", "renders__warhol_grid", "renders__duotone"}
+    assert graphs <= nodes and all(name.isidentifier() for name in nodes)

@@ -1,25 +1,17 @@
-"""Dagster history retention, the storage-usage asset and the maintenance schedules."""
+"""Dagster history retention: the runs of archived renders and old maintenance runs are pruned
+with their event logs; everything still referenced or running is kept."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
-from dagster import (
-    AssetKey,
-    DagsterRunStatus,
-    RunRequest,
-    build_schedule_context,
-    materialize,
-)
+from dagster import DagsterRunStatus
 from dagster._core.test_utils import create_run_for_test
 
 from render_pipeline.maintenance.common import MAINTENANCE_KIND, RENDER_KIND
-from render_pipeline.maintenance.definitions import maintenance_definitions
 from render_pipeline.maintenance.history import prune_dagster_history
-from render_pipeline.maintenance.jobs import MAINTENANCE_JOBS, dagster_history_retention_job
-from render_pipeline.maintenance.schedules import SCHEDULES, stale_render_reaper_schedule
-from render_pipeline.maintenance.storage_usage import storage_usage
-from render_pipeline_tests.maintenance.scenario import STYLES, insert_asset, insert_render, put_all
+from render_pipeline.maintenance.jobs import dagster_history_retention_job
+from render_pipeline_tests.maintenance.scenario import STYLES, insert_asset, insert_render
 
 
 def test_history_of_archived_renders_is_pruned(database, instance):
@@ -56,31 +48,3 @@ def test_history_of_archived_renders_is_pruned(database, instance):
     remaining = {r.run_id for r in instance.get_runs()}
     assert remaining == {of_completed, still_running, untagged, result.run_id}
     assert instance.get_records_for_run(of_archived).records == []  # its event log went with it
-
-
-def test_storage_usage_asset_records_bytes_per_prefix(local_store, instance):
-    put_all(local_store, [("uploads/a/1.jpg", b"x" * 100), ("uploads/b/2.jpg", b"x" * 50),
-                          ("renders/r/output.png", b"y" * 1000), ("misc/readme.txt", b"z" * 7)])
-    result = materialize([storage_usage], resources={"object_store": local_store}, instance=instance)
-    assert result.success
-    event = instance.get_latest_materialization_event(AssetKey("storage_usage"))
-    metadata = {k: v.value for k, v in event.asset_materialization.metadata.items()}
-    assert metadata == {
-        "uploads_bytes": 150, "uploads_objects": 2, "renders_bytes": 1000, "renders_objects": 1,
-        "other_bytes": 7, "other_objects": 1, "total_bytes": 1157,
-    }
-
-
-def test_schedules_request_runs_and_skip_while_one_is_in_flight(instance):
-    assert all(s.default_status.value == "RUNNING" for s in SCHEDULES)
-    assert {s.job_name for s in SCHEDULES} == {job.name for job in MAINTENANCE_JOBS}
-    maintenance = maintenance_definitions()  # the slice holds every job its schedules run
-    assert {job.name for job in maintenance.jobs} == {job.name for job in MAINTENANCE_JOBS}
-    assert [asset.key for asset in maintenance.assets] == [storage_usage.key]
-
-    with build_schedule_context(instance=instance) as context:
-        assert isinstance(stale_render_reaper_schedule.evaluate_tick(context).run_requests[0], RunRequest)
-    create_run_for_test(instance, job_name="stale_render_reaper_job", status=DagsterRunStatus.STARTED)
-    with build_schedule_context(instance=instance) as context:
-        data = stale_render_reaper_schedule.evaluate_tick(context)
-    assert not data.run_requests and "still running" in data.skip_message

@@ -10,7 +10,7 @@ import pytest
 from render_pipeline.keys import asset_id_for, render_id_for
 from render_pipeline.render.job import PARTITION_RANGE_END_TAG, PARTITION_RANGE_START_TAG, REQUEUE_RUN_TAG
 from render_pipeline.store import maintenance as maintenance_store
-from render_pipeline_tests.orchestration_helpers import definitions_for, execute, jpeg_bytes, tick
+from render_pipeline_tests.orchestration_helpers import definitions_for, execute, jpeg_bytes, run_all, tick
 
 PRESETS = ("play-feature", "square-1024")
 UPLOADS = [f"q{i}/photo.jpg" for i in range(6)]
@@ -27,7 +27,7 @@ def rendered(database, database_url, tmp_path, instance, monkeypatch):
         path = root / "uploads" / partition_key
         path.parent.mkdir(parents=True)
         path.write_bytes(jpeg_bytes(64, 48, seed=index))
-    assert all(execute(defs, instance, r).success for r in tick(defs, instance, "uploads_sensor").run_requests)
+    run_all(defs, instance, tick(defs, instance, "uploads_sensor"))
     return defs
 
 
