@@ -64,7 +64,7 @@ def _heartbeats(dagster_home: Path) -> None:
 def test_installed_wheel_upgrades_the_database_and_passes_doctor(tmp_path_factory, monkeypatch):
     workdir = tmp_path_factory.mktemp("wheel")
     bin_dir = _install(_build_wheel(workdir), workdir / "venv")
-    outside_env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}  # no source tree on the path
+    outside_env = clean_environ(also=("PYTHON",))  # no source tree on the path
     installed = subprocess.run(
         [str(bin_dir / "python"), "-c",
          "import render_pipeline.package_data as p; print(p.__file__, p.SQL_DIR, p.INSTANCE_TEMPLATE, p.WORKSPACE_FILE)"],
