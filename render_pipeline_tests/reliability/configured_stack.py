@@ -16,8 +16,7 @@ from psycopg.conninfo import make_conninfo
 from render_pipeline.resources.database import PostgresResource
 from render_pipeline.resources.embedded_postgres import dagster_storage_url, embedded_server, ensure_database
 from render_pipeline.settings import DEFAULT_DAGSTER_DB_NAME, DEFAULT_DB_NAME
-from render_pipeline.stack import heartbeat_ages
-from render_pipeline.stack import read_record
+from render_pipeline.stack import heartbeat_ages, read_record
 from render_pipeline_tests.conftest import S3_ACCESS_KEY, S3_SECRET_KEY
 from render_pipeline_tests.live_stack import REQUIRED_DAEMONS, LiveStack
 from render_pipeline_tests.reliability.harness import Audit, audit, list_keys

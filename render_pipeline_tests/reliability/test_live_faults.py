@@ -226,8 +226,9 @@ def test_soak_of_2000_uploads_with_s3_faults_a_daemon_kill_and_a_database_stop(
     seeded transient S3 faults; the daemon is SIGKILLed a third of the way in and PostgreSQL
     stopped for 25 s at two thirds."""
     if not soak:
-        pytest.skip("2 000 uploads take most of an hour on 2 cores (RENDER_PIPELINE_SOAK=1 only); the plain "
-                    "suite drills each of the soak's faults above at CI size")
+        pytest.skip("2 000 uploads take ~18 min on 2 cores (RENDER_PIPELINE_SOAK=1 only); the plain suite keeps "
+                    "the daemon drill above, and drills S3 faults and database stops in test_burst.py and "
+                    "test_postgres_faults.py")
     objects = {**good_objects(SOAK_GOOD), **corrupt_objects(SOAK_CORRUPT)}
     before = stack.query("SELECT count(*) AS assets, count(*) FILTER (WHERE status = 'valid') AS valid FROM assets")[0]
     faults = [fault_proxy.add(status=503, code="SlowDown", fraction=0.01, seed=1),
