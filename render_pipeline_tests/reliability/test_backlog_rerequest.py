@@ -1,5 +1,5 @@
 """A backlog longer than the re-request window (10 minutes) does not request its waiting uploads
-again: found by the live soak, where 2 000 uploads queued for ~25 minutes and the upload
+again: found by the live soak, where 2 000 uploads queued for over 10 minutes and the upload
 sensor requested 317 of them a second time, one run each, while their first runs still waited
 for a slot.  A version whose run is queued or in progress is its run's; once that run has
 ended without validating it, the next cycle requests it again, as before."""
