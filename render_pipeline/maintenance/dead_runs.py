@@ -5,25 +5,32 @@ run monitoring whether it still lives (`supports_check_run_worker_health` is Fal
 run whose worker was killed (OOM, SIGKILL, the daemon and its code server going down with
 it) would stay STARTED — holding one of the run slots and its renders `started` — until the
 stale-render reaper's hour-long limit.  `dead_run_sensor` looks every
-``DEAD_RUN_INTERVAL_SECONDS`` for STARTED or CANCELING runs whose worker pid (from the
-worker's own "Started process" event) is gone and ends them through the instance, never
-through the code server (which may be gone too): a STARTED run is marked failed — the
-run-failure sensor then fails its renders with the reason and the daemon's run retry renders
-them again, skipping what was completed — and a CANCELING run is marked canceled.  Their
-pool slots are freed at once.  (A code server that outlives its worker fails the run itself,
-with Dagster's default message; the run-failure sensor then names the worker's exit from the
-code server's engine event: ``worker_crash_reason``.)  Other launchers (Docker, Kubernetes) report worker health
-to Dagster's run monitoring, which does the same.
+``DEAD_RUN_INTERVAL_SECONDS`` for STARTING, STARTED or CANCELING runs whose worker pid (from
+the worker's own "Started process" event) is gone, and for STARTING runs whose worker never
+reported a pid while the code server launching it is gone (its socket refuses connections:
+the daemon's process group was killed mid-launch; run monitoring would wait out its 180 s start
+timeout), and ends them through the instance, never through the code server (which may be
+gone too): such a run is marked failed — the run-failure sensor then fails its renders with
+the reason and the daemon's run retry renders them again, skipping what was completed — and a
+CANCELING run is marked canceled.  Their pool slots are freed at once.  (A code server that
+outlives its worker fails the run itself, with Dagster's default message; the run-failure
+sensor then names the worker's exit from the code server's engine event:
+``worker_crash_reason``.)  Other launchers (Docker, Kubernetes) report worker health to
+Dagster's run monitoring, which does the same.
 """
 
 from __future__ import annotations
 
+import json
+import socket
 from dataclasses import dataclass, field
 from logging import Logger
 
-from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, DefaultSensorStatus, SensorEvaluationContext, SkipReason, sensor
+from dagster import (DagsterEventType, DagsterInstance, DagsterRunStatus, DefaultSensorStatus, RunsFilter,
+                     SensorEvaluationContext, SkipReason, sensor)
+from dagster._core.launcher import DefaultRunLauncher
 
-from render_pipeline.operations.health import dead_worker_runs
+from render_pipeline.operations.health import dead_worker_runs, worker_process
 
 WORKER_DIED = "run worker died"
 DEAD_RUN_INTERVAL_SECONDS = 30
@@ -31,6 +38,8 @@ DEAD_RUN_INTERVAL_SECONDS = 30
 # event with the exit, then a run failure with Dagster's default message.
 CRASH_EVENT_PREFIX = "Run execution process for "
 FAILED_FROM_OUTSIDE = "This run has been marked as failed from outside the execution context."
+NEVER_STARTED = "run worker never started: the code server launching it is gone"
+GRPC_INFO_TAG = ".dagster/grpc_info"  # set on each run by Dagster's default run launcher
 
 
 @dataclass
@@ -55,13 +64,44 @@ def worker_crash_reason(instance: DagsterInstance, run_id: str) -> str | None:
     return None
 
 
-def end_run_of_dead_worker(instance: DagsterInstance, run_id: str, pid: int) -> DagsterRunStatus | None:
-    """Fail (or, if it was being canceled, cancel) a run whose worker ``pid`` is gone, and free
-    its pool slots; the status it ended in, or None if it had ended meanwhile."""
+def launch_server_gone(tags: dict[str, str]) -> bool:
+    """Whether the local code server that launched a run (the Unix socket in its grpc_info
+    tag) no longer exists or accepts connections.  A server elsewhere, or one that does not
+    answer in time, is not judged."""
+    try:
+        path = json.loads(tags.get(GRPC_INFO_TAG) or "{}").get("socket")
+    except (ValueError, AttributeError):
+        return False
+    if not path:
+        return False
+    with socket.socket(socket.AF_UNIX) as probe:
+        probe.settimeout(2)
+        try:
+            probe.connect(path)
+        except (FileNotFoundError, ConnectionRefusedError):
+            return True
+        except OSError:
+            return False
+    return False
+
+
+def unlaunched_runs(instance: DagsterInstance) -> list[str]:
+    """STARTING runs whose worker never reported its pid and whose launching server is gone."""
+    if not isinstance(instance.run_launcher, DefaultRunLauncher):
+        return []
+    return [record.dagster_run.run_id for record in instance.get_run_records(RunsFilter(
+        statuses=[DagsterRunStatus.STARTING])) if worker_process(instance, record.dagster_run.run_id) is None
+        and launch_server_gone(record.dagster_run.tags)]
+
+
+def end_run_of_dead_worker(instance: DagsterInstance, run_id: str, pid: int | None) -> DagsterRunStatus | None:
+    """Fail (or, if it was being canceled, cancel) a run whose worker ``pid`` is gone (None:
+    never started), and free its pool slots; the status it ended in, or None if it had ended
+    meanwhile."""
     run = instance.get_run_by_id(run_id)
     if run is None or run.is_finished:
         return None
-    message = worker_died_message(pid)
+    message = worker_died_message(pid) if pid is not None else NEVER_STARTED
     if run.status == DagsterRunStatus.CANCELING:
         instance.report_run_canceled(run, message=message)
         ended = DagsterRunStatus.CANCELED
@@ -73,16 +113,19 @@ def end_run_of_dead_worker(instance: DagsterInstance, run_id: str, pid: int) -> 
 
 
 def end_dead_runs(instance: DagsterInstance, log: Logger) -> DeadRunReport:
-    """End every STARTED or CANCELING run whose local worker process is gone."""
+    """End every STARTING, STARTED or CANCELING run whose local worker process is gone, and
+    every STARTING run whose worker never started and never will."""
     report = DeadRunReport()
-    for run_id, pid in dead_worker_runs(instance, (DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING)):
+    dead = dead_worker_runs(instance, (DagsterRunStatus.STARTING, DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING))
+    for run_id, pid in [*dead, *((run_id, None) for run_id in unlaunched_runs(instance))]:
         ended = end_run_of_dead_worker(instance, run_id, pid)
         if ended == DagsterRunStatus.FAILURE:
             report.failed.append(run_id)
         elif ended == DagsterRunStatus.CANCELED:
             report.canceled.append(run_id)
         if ended is not None:
-            log.warning(f"run {run_id}: {worker_died_message(pid)}; marked {ended.value}")
+            reason = worker_died_message(pid) if pid is not None else NEVER_STARTED
+            log.warning(f"run {run_id}: {reason}; marked {ended.value}")
     return report
 
 

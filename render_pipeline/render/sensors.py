@@ -12,6 +12,7 @@ sighting harmless.
 """
 
 
+import functools
 import json
 import math
 from collections.abc import Sequence
@@ -25,6 +26,7 @@ from dagster import (
     DefaultSensorStatus,
     RunFailureSensorContext,
     RunRequest,
+    RunsFilter,
     RunStatusSensorContext,
     SensorEvaluationContext,
     SensorResult,
@@ -73,6 +75,8 @@ MAX_UPLOADS_PER_SENSOR_RUN = 64
 # max_concurrent_runs), so every core renders: a run renders on one core.
 MIN_RUNS_PER_BURST = 2
 MAX_SKIP_LINES = 10  # skipped event records logged one per line; the rest are counted
+PENDING_RUN_STATUSES = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
+                        DagsterRunStatus.STARTED]
 Item = TypeVar("Item")
 
 
@@ -119,6 +123,10 @@ def build_uploads_sensor(render_styles: Sequence[str]):
         for key, reason in invalid_keys:
             context.log.warning(f"upload key {storable_key(key)!r} rejected: {reason}")
         sightings = list({s.asset_id: s for s in [*listed, *announced]}.values())  # an event's HEAD is newer
+        # One partition lookup for the tick, not one per upload (each is a round trip to Dagster's storage).
+        known = context.instance.get_existing_dynamic_partitions(
+            uploads_partitions.name, [s.partition_key for s in sightings]) if sightings else set()
+        sightings = _without_pending_runs(context.instance, sightings, known)
 
         if not sightings:
             return SensorResult(
@@ -134,9 +142,6 @@ def build_uploads_sensor(render_styles: Sequence[str]):
         if not sightings:
             return SensorResult(cursor=cursor.serialize(), skip_reason="every upload seen was claimed by another tick")
 
-        # One query for the tick, not one per upload (each is a round trip to Dagster's storage).
-        known = context.instance.get_existing_dynamic_partitions(
-            uploads_partitions.name, [s.partition_key for s in sightings])
         new_keys = list(dict.fromkeys(s.partition_key for s in sightings if s.partition_key not in known))
         new_set = set(new_keys)
 
@@ -158,6 +163,21 @@ def build_uploads_sensor(render_styles: Sequence[str]):
         )
 
     return uploads_sensor
+
+
+def _without_pending_runs(instance, sightings: list[UploadSighting], known: set[str]) -> list[UploadSighting]:
+    """Drop the sightings of ``known`` partitions that a render run still queued or in progress
+    covers.  Such a version was requested and its run is waiting for a slot, not lost: with a
+    backlog longer than the re-request window, every waiting upload would otherwise be
+    requested again, one run each.  A later cycle looks again once that run has ended."""
+    if not any(s.partition_key in known for s in sightings):  # a new partition is in no run yet
+        return sightings
+    runs = instance.get_runs(RunsFilter(job_name=render_uploads_job.name, statuses=PENDING_RUN_STATUSES))
+    if not runs:
+        return sightings
+    ordered = functools.cache(lambda: instance.get_dynamic_partitions(uploads_partitions.name))
+    pending = {key for run in runs for key in partition_keys_of(run.tags, ordered)}
+    return [s for s in sightings if s.partition_key not in pending]
 
 
 def _read_events(
