@@ -3,6 +3,7 @@
     python benchmarks/dagster_bench.py              # every part
     python benchmarks/dagster_bench.py --quick      # small sizes, to smoke the code in a few minutes
     python benchmarks/dagster_bench.py --parts bd   # some parts
+    python benchmarks/dagster_bench.py --parts d --uploads 16   # bursts (b, d) of another size
 
 (a) overhead per render: one upload × one style × one preset through the render job
     (in-process, real PostgreSQL and S3 server) vs the bare `imaging.render` call.
@@ -295,20 +296,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--parts", default="abcdef")
+    parser.add_argument("--uploads", type=int, help="uploads in each burst (parts b and d) instead of their size")
     args = parser.parse_args()
     quick = args.quick
+    if args.uploads is not None and args.uploads < 1:
+        parser.error(f"--uploads {args.uploads}: a burst needs at least one upload")
     workdir = Path(tempfile.mkdtemp(prefix="render-bench-"))
     stack = Stack(workdir)
     try:
         if "a" in args.parts:
             part_a(stack, repeats=3 if quick else 7)
         if "b" in args.parts:
-            burst(stack, "b", "bench_b", uploads=20 if quick else 1000, size=SMALL, presets=("square-1024",),
+            burst(stack, "b", "bench_b", uploads=args.uploads or (20 if quick else 1000), size=SMALL, presets=("square-1024",),
                   target=0.50)
         if "c" in args.parts:
             part_c(stack, [1000] if quick else [1000, 10000, 100000])
         if "d" in args.parts:
-            burst(stack, "d", "bench_d", uploads=4 if quick else 64, size=PHOTO, presets=imaging.DEFAULT_PRESET_IDS,
+            burst(stack, "d", "bench_d", uploads=args.uploads or (4 if quick else 64), size=PHOTO, presets=imaging.DEFAULT_PRESET_IDS,
                   target=0.85)
         if "e" in args.parts:
             part_e(stack, repeats=2 if quick else 6, idle_seconds=6 if quick else 30)

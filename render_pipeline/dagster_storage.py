@@ -23,13 +23,16 @@ clone with no environment set.
 from __future__ import annotations
 
 import os
+import select
 import sys
 import threading
 import time
 from collections.abc import Mapping
 from typing import Any
 
+from dagster._core.storage.event_log import EventLogStorage
 from dagster_postgres import DagsterPostgresStorage
+from dagster_postgres.event_log import PostgresEventLogStorage
 from sqlalchemy import event
 from sqlalchemy.exc import DisconnectionError
 from dagster_postgres.utils import get_token_provider_from_config, pg_url_from_config
@@ -46,12 +49,18 @@ class PooledPostgresStorage(DagsterPostgresStorage):
 
     def __init__(self, postgres_url: str, should_autocreate_tables: bool = True, inst_data=None, token_provider=None):
         super().__init__(postgres_url, should_autocreate_tables, inst_data, token_provider)
+        self._known_tables_event_log = KnownTablesEventLogStorage(
+            postgres_url, should_autocreate_tables, token_provider=token_provider)
         for storage in (self.run_storage, self.event_log_storage, self.schedule_storage):
             storage.optimize_for_webserver(NO_STATEMENT_TIMEOUT, POOL_RECYCLE_SECONDS, POOL_MAX_OVERFLOW)
             # The engine dagster-postgres just made (it has no public accessor).
             engine = storage._engine  # noqa: SLF001
             event.listen(engine, "do_connect", OutageTolerantConnect())
             event.listen(engine, "checkout", _replace_if_dead)
+
+    @property
+    def event_log_storage(self) -> EventLogStorage:
+        return self._known_tables_event_log
 
     @classmethod
     def from_config_value(cls, inst_data, config_value: Mapping[str, Any]) -> PooledPostgresStorage:
@@ -62,6 +71,26 @@ class PooledPostgresStorage(DagsterPostgresStorage):
             should_autocreate_tables=config_value.get("should_autocreate_tables", True),
             token_provider=get_token_provider_from_config(config_value),
         )
+
+
+class KnownTablesEventLogStorage(PostgresEventLogStorage):
+    """``PostgresEventLogStorage`` that looks a table up in the catalogue once, not on every
+    write.  Each materialization with tags asks whether the asset-event tags table exists, on
+    a second connection while its own transaction holds the first: with a pool of one, that
+    was a new PostgreSQL connection plus a catalogue query per materialization.  Tables are
+    only ever added (by a migration), so a table once found is remembered."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        self._tables_found: set[str] = set()
+        super().__init__(*args, **kwargs)
+
+    def has_table(self, table_name: str) -> bool:
+        if table_name in self._tables_found:
+            return True
+        found = super().has_table(table_name)
+        if found:
+            self._tables_found.add(table_name)
+        return found
 
 
 class OutageTolerantConnect:
@@ -97,7 +126,14 @@ class OutageTolerantConnect:
 
 def _replace_if_dead(dbapi_connection, _connection_record, _connection_proxy) -> None:
     """Pool ``checkout`` hook (SQLAlchemy's pessimistic disconnect handling): a connection the
-    server closed (it restarted) is replaced before use instead of failing the statement."""
+    server closed (it restarted) is replaced before use instead of failing the statement.
+
+    A server that stops or terminates a backend sends it a last message and closes the
+    socket, so a dead connection has input waiting while an idle live one has none: only
+    then is the connection pinged.  Checkouts come several per Dagster event, and a ping on
+    each was a third of a run's statements."""
+    if not dbapi_connection.closed and not _input_waiting(dbapi_connection):
+        return
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute("SELECT 1")
@@ -108,6 +144,16 @@ def _replace_if_dead(dbapi_connection, _connection_record, _connection_proxy) ->
             cursor.close()
         except Exception:
             pass
+
+
+def _input_waiting(dbapi_connection) -> bool:
+    """Whether the server has sent anything (or closed) since the connection was last used."""
+    try:
+        poller = select.poll()
+        poller.register(dbapi_connection.fileno(), select.POLLIN | select.POLLERR | select.POLLHUP)
+        return bool(poller.poll(0))
+    except Exception:  # closed or unusable: the ping decides
+        return True
 
 
 def _stack_storage_url() -> str:

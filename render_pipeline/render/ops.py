@@ -173,16 +173,27 @@ def _decoded(scratch: RenderScratch, data: bytes, key: tuple, preset: imaging.Si
 
 
 def _preprocess_op(style: imaging.StyleSpec) -> OpDefinition:
+    grey = not style.needs_colour
+
     @_stage_op(style, "preprocess")
     def preprocess(database: PostgresResource, scratch: RenderScratch, sources: list[DecodedSource]) -> list[Fitted]:
-        """Fit each decoded upload to each of its presets (crop or pad to the exact size)."""
+        """Fit each decoded upload to each of its presets (crop or pad to the exact size),
+        reusing the fit another style of this run already made from the same decode."""
 
         def work(source: DecodedSource) -> Iterator[Fitted]:
-            image = Image.fromarray(source.image.load())
+            image = None
             for job in source.jobs:
                 started = time.perf_counter()
-                pixels = imaging.preprocess(image, job.preset)
-                yield Fitted(job.timed("preprocess", _ms(started)), scratch.spill(pixels))
+                key = (job.target.asset_id, job.target.source_sha256, grey, job.preset.id)
+                fitted = scratch.fitted(key)
+                if fitted is None:
+                    if image is None:
+                        image = Image.fromarray(source.image.load())
+                    pixels = imaging.preprocess(image, job.preset)
+                    job = job.timed("preprocess", _ms(started))
+                    yield Fitted(job, scratch.keep_fitted(key, pixels))
+                else:
+                    yield Fitted(job.timed("preprocess", _ms(started)), fitted)
 
         return _each(database, sources, "preprocess", work, jobs=lambda source: source.jobs)
 

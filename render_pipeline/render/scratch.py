@@ -24,15 +24,20 @@ from pydantic import PrivateAttr
 
 @dataclass(frozen=True)
 class SpilledArray:
-    """An array written to the run's scratch directory."""
+    """An array written to the run's scratch directory.  ``shared``: other styles of the run
+    read it too, so it stays until the run ends."""
 
     path: Path
+    shared: bool = False
 
     def load(self) -> np.ndarray:
-        return np.load(self.path, allow_pickle=False)
+        """The array, read-only and memory-mapped: the next stage reads the file's cached
+        pages directly instead of copying them into the worker first."""
+        return np.load(self.path, mmap_mode="r", allow_pickle=False)
 
     def discard(self) -> None:
-        self.path.unlink(missing_ok=True)
+        if not self.shared:
+            self.path.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)
@@ -60,7 +65,7 @@ class RenderScratch(ConfigurableResource):
 
     _root: Path | None = PrivateAttr(default=None)
     _counter: itertools.count = PrivateAttr(default_factory=itertools.count)
-    _decoded: dict[tuple, SpilledArray] = PrivateAttr(default_factory=dict)
+    _shared: dict[tuple, SpilledArray] = PrivateAttr(default_factory=dict)
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
         remove_abandoned(Path(tempfile.gettempdir()))
@@ -101,13 +106,24 @@ class RenderScratch(ConfigurableResource):
         return path.read_bytes() if path.exists() else None
 
     # Decoded sources, shared by the styles that decode the same way (colour or grey, at the
-    # same draft scale), so a source is decoded once per distinct decode, not once per style.
+    # same draft scale), so a source is decoded once per distinct decode, not once per style;
+    # likewise the image fitted to a preset from such a decode, which the three colour styles
+    # all quantize.
 
     def decoded(self, key: tuple) -> SpilledArray | None:
-        return self._decoded.get(key)
+        return self._shared.get(("decoded", *key))
 
     def keep_decoded(self, key: tuple, array: np.ndarray) -> SpilledArray:
-        spilled = self._decoded[key] = self.spill(array)
+        return self._keep_shared(("decoded", *key), array)
+
+    def fitted(self, key: tuple) -> SpilledArray | None:
+        return self._shared.get(("fitted", *key))
+
+    def keep_fitted(self, key: tuple, array: np.ndarray) -> SpilledArray:
+        return self._keep_shared(("fitted", *key), array)
+
+    def _keep_shared(self, key: tuple, array: np.ndarray) -> SpilledArray:
+        spilled = self._shared[key] = SpilledArray(self.spill(array).path, shared=True)
         return spilled
 
 

@@ -8,7 +8,10 @@ directory, so every style renders exactly them without fetching the object again
 """
 
 import hashlib
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 
 from dagster import (
     AssetCheckSpec,
@@ -28,11 +31,14 @@ from render_pipeline.render.metadata import upload_materialization_metadata
 from render_pipeline.render.partitions import uploads_partitions
 from render_pipeline.render.scratch import RenderScratch
 from render_pipeline.resources.database import PostgresResource
-from render_pipeline.resources.object_store import InvalidKey, ObjectStore
+from render_pipeline.resources.object_store import InvalidKey, ObjectInfo, ObjectStore
 from render_pipeline.run_policies import STORAGE_RETRY
 from render_pipeline.store import renders as renders_store
 from render_pipeline.store import uploads as uploads_store
 from render_pipeline.store.renders import RenderTarget
+
+# Uploads read ahead of the one being validated (their bytes are held until it is their turn).
+FETCH_AHEAD = 2
 
 
 def build_uploads_asset(default_presets: Sequence[str]) -> AssetsDefinition:
@@ -59,8 +65,8 @@ def build_uploads_asset(default_presets: Sequence[str]) -> AssetsDefinition:
         styles = [style_by_key[key] for key in selected if key in style_by_key]
         limits = imaging.DecodeLimits()
         checks = []
-        for partition_key in context.partition_keys:
-            facts = _validate(context, database, object_store, scratch, partition_key, limits)
+        for partition_key, fetched in _fetched_ahead(object_store, context.partition_keys, limits):
+            facts = _validate(context, database, scratch, partition_key, fetched, limits)
             context.add_asset_metadata(upload_materialization_metadata(facts), partition_key=partition_key)
             checks.append(upload_check(facts))
             if facts["status"] == "valid" and styles:
@@ -82,12 +88,53 @@ def build_uploads_asset(default_presets: Sequence[str]) -> AssetsDefinition:
     return uploads
 
 
+@dataclass(frozen=True)
+class Fetched:
+    """What the store holds for one upload, read ahead of its validation."""
+
+    head: ObjectInfo | None = None
+    data: bytes | None = None  # None when it is missing or over the size limit
+    invalid_key: str | None = None  # why the store refuses the key
+    deleted: bool = False  # the object went between its HEAD and its GET
+
+
+def _fetched_ahead(
+    object_store: ObjectStore, partition_keys: Sequence[str], limits: imaging.DecodeLimits
+) -> Iterator[tuple[str, Fetched]]:
+    """Each partition's object, in order, read up to FETCH_AHEAD partitions ahead of the one
+    being validated: the store's latency overlaps the previous upload's decode and rows,
+    and at most FETCH_AHEAD + 1 uploads' bytes are held at once."""
+    with ThreadPoolExecutor(max_workers=FETCH_AHEAD, thread_name_prefix="fetch") as pool:
+        pending: deque[tuple[str, Future[Fetched]]] = deque()
+        for partition_key in partition_keys:
+            pending.append((partition_key, pool.submit(_fetch, object_store, object_key_for(partition_key), limits)))
+            if len(pending) > FETCH_AHEAD:
+                key, future = pending.popleft()
+                yield key, future.result()
+        while pending:
+            key, future = pending.popleft()
+            yield key, future.result()
+
+
+def _fetch(object_store: ObjectStore, object_key: str, limits: imaging.DecodeLimits) -> Fetched:
+    try:
+        head = object_store.head(object_key)
+    except InvalidKey as exc:  # e.g. a local file that is a symlink out of the store root
+        return Fetched(invalid_key=str(exc))
+    if head is None or head.size > limits.max_bytes:
+        return Fetched(head=head)
+    try:
+        return Fetched(head=head, data=object_store.get(object_key))
+    except KeyError:
+        return Fetched(head=head, deleted=True)
+
+
 def _validate(
     context: AssetExecutionContext,
     database: PostgresResource,
-    object_store: ObjectStore,
     scratch: RenderScratch,
     partition_key: str,
+    fetched: Fetched,
     limits: imaging.DecodeLimits,
 ) -> dict:
     object_key = object_key_for(partition_key)
@@ -95,7 +142,7 @@ def _validate(
         "partition_key": partition_key, "object_key": object_key, "status": "valid", "code": None,
         "reason": None, "format": None, "width": None, "height": None, "byte_size": None, "sha256": None,
     }
-    code, etag, info_metadata = _inspect(database, object_store, scratch, limits, facts)
+    code, etag, info_metadata = _inspect(database, scratch, limits, facts, fetched)
     if code is not None:
         facts["status"], facts["code"] = "invalid", code
         context.log.warning(f"upload {partition_key!r} is invalid: {code}: {facts['reason']}")
@@ -120,16 +167,13 @@ def _validate(
 
 
 def _inspect(
-    database: PostgresResource, object_store: ObjectStore, scratch: RenderScratch, limits: imaging.DecodeLimits,
-    facts: dict,
+    database: PostgresResource, scratch: RenderScratch, limits: imaging.DecodeLimits, facts: dict, fetched: Fetched,
 ) -> tuple[str | None, str | None, dict]:
-    """Read and probe the upload's object, filling in ``facts``: (its refusal code, None when it
-    is valid; the ETag of the version judged; the metadata of what was found)."""
-    partition_key, object_key = facts["partition_key"], facts["object_key"]
-    try:
-        head = object_store.head(object_key)
-    except InvalidKey as exc:  # e.g. a local file that is a symlink out of the store root
-        facts["reason"] = str(exc)
+    """Probe the upload's object, filling in ``facts``: (its refusal code, None when it is
+    valid; the ETag of the version judged; the metadata of what was found)."""
+    partition_key, object_key, head = facts["partition_key"], facts["object_key"], fetched.head
+    if fetched.invalid_key is not None:
+        facts["reason"] = fetched.invalid_key
         # Keep the version the sensor registered, so the same object is not requested again.
         with database.connection() as conn:
             registered = uploads_store.uploads_by_partition(conn, [partition_key]).get(partition_key)
@@ -142,11 +186,10 @@ def _inspect(
         refusal = imaging.too_large(head.size, limits.max_bytes)
         facts["reason"] = refusal.reason
         return refusal.code, head.etag, refusal.details
-    try:
-        data = object_store.get(object_key)
-    except KeyError:
+    if fetched.deleted:
         facts["reason"] = "the object was deleted while being validated"
         return "missing", head.etag, {}
+    data = fetched.data
     facts["byte_size"] = len(data)
     facts["sha256"] = hashlib.sha256(data).hexdigest()
     try:
