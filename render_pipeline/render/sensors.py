@@ -142,13 +142,12 @@ def build_uploads_sensor(render_styles: Sequence[str]):
         if not sightings:
             return SensorResult(cursor=cursor.serialize(), skip_reason="every upload seen was claimed by another tick")
 
-        new_keys = list(dict.fromkeys(s.partition_key for s in sightings if s.partition_key not in known))
-        new_set = set(new_keys)
+        new_keys = dict.fromkeys(s.partition_key for s in sightings if s.partition_key not in known)  # ordered set
 
         # Partitions added in one request are appended in order, so new keys form one
         # contiguous range and can share ranged runs; known partitions run on their own.
-        batches = split_into_runs([s for s in sightings if s.partition_key in new_set])
-        batches += [[s] for s in sightings if s.partition_key not in new_set]
+        batches = split_into_runs([s for s in sightings if s.partition_key in new_keys])
+        batches += [[s] for s in sightings if s.partition_key not in new_keys]
         run_requests = [_run_request(batch, cursor.cycle, render_keys) for batch in batches]
 
         context.log.info(
@@ -157,7 +156,7 @@ def build_uploads_sensor(render_styles: Sequence[str]):
         )
         return SensorResult(
             run_requests=run_requests,
-            dynamic_partitions_requests=[AddDynamicPartitionsRequest(uploads_partitions.name, new_keys)]
+            dynamic_partitions_requests=[AddDynamicPartitionsRequest(uploads_partitions.name, list(new_keys))]
             if new_keys else [],
             cursor=cursor.serialize(),
         )

@@ -218,21 +218,8 @@ def audit(database: PostgresResource, objects: dict[str, str], *, styles: Sequen
         renders = conn.execute("SELECT * FROM renders").fetchall()
     uploads = {k: e for k, e in objects.items() if k.startswith(UPLOADS_PREFIX)}
     render_objects = {k for k in objects if k.startswith(RENDERS_PREFIX)}
-    by_key = {a["object_key"]: a for a in assets}
-    renders_by_id = {r["id"]: r for r in renders}
-    lost, unexplained, unfinished = [], [], []
-    for key, etag in uploads.items():
-        row = by_key.get(storable_key(key))
-        if row is None or row["etag"] != etag:
-            lost.append(f"{key!r}: {'no row' if row is None else 'row is for another version'}")
-        elif row["status"] == "registered":
-            unfinished.append(f"upload {key!r} still registered")
-        elif row["status"] == "valid":
-            asset_id = asset_id_for(key)
-            for style in styles:
-                for preset in presets:
-                    if render_id_for(asset_id, style, preset) not in renders_by_id:
-                        lost.append(f"{key!r}: no {style}/{preset} render row")
+    lost, unfinished = _lost_and_registered(uploads, assets, renders, styles=styles, presets=presets)
+    unexplained = []
     for row in assets:
         if row["status"] == "invalid" and not row["error_message"]:
             unexplained.append(f"upload {row['object_key']!r} invalid without a reason")
@@ -271,3 +258,23 @@ def project_storage(postgres_url: str) -> dict:
     return {"storage": {"custom": {"module": "render_pipeline.dagster_storage", "class": "PooledPostgresStorage",
                                    "config": {"postgres_url": postgres_url}}},
             "run_retries": yaml.safe_load(DAGSTER_YAML.read_text())["run_retries"]}
+
+
+def _lost_and_registered(uploads: dict[str, str], assets: Sequence[dict], renders: Sequence[dict], *,
+                         styles: Sequence[str], presets: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Uploads whose current version has no finished row or lacks a render row, and uploads
+    still `registered`."""
+    by_key = {a["object_key"]: a for a in assets}
+    render_ids = {r["id"] for r in renders}
+    lost, registered = [], []
+    for key, etag in uploads.items():
+        row = by_key.get(storable_key(key))
+        if row is None or row["etag"] != etag:
+            lost.append(f"{key!r}: {'no row' if row is None else 'row is for another version'}")
+        elif row["status"] == "registered":
+            registered.append(f"upload {key!r} still registered")
+        elif row["status"] == "valid":
+            asset_id = asset_id_for(key)
+            lost += [f"{key!r}: no {style}/{preset} render row" for style in styles for preset in presets
+                     if render_id_for(asset_id, style, preset) not in render_ids]
+    return lost, registered

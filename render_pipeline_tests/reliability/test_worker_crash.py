@@ -179,16 +179,14 @@ def test_render_pool_limit_holds_and_a_crashed_runs_slot_is_freed(
     requests = _validated_render_requests(pipeline, defs, instance, boto, s3_bucket, ("c1", "c2", "c3"))
 
     hold_a = threading.Event()
-    # Decode GETs (each source's 2nd GET, after validation's): A's hangs while it holds the
-    # slot; others are slowed by 1 s so that, without the limit, their pool ops would overlap.
-    # (every later GET of A's source hangs, so botocore's retries after its read timeout do too)
+    # Decode GETs (after validation's): every one of A's hangs (botocore's retries too) while it
+    # holds the slot; the others are slowed 1 s so that, without the limit, pool ops would overlap.
     a_in_decode = proxy.add(action="pass", ops=("get",), key_prefix="uploads/c1/", before=lambda _r: hold_a.wait(80))
     for name in ("c2", "c3"):
         proxy.add(action="pass", ops=("get",), key_prefix=f"uploads/{name}/", nth=1, before=lambda _r: time.sleep(1))
 
     def decode_gets(name: str) -> int:
         return len(proxy.requests(op="get", key_prefix=f"uploads/{name}/"))
-
     workers = {"a": _spawn(tmp_path, requests[0], "a")}
     try:
         wait_until(lambda: a_in_decode.fired, timeout=120, what="run A to hold the slot in decode")
@@ -201,7 +199,6 @@ def test_render_pool_limit_holds_and_a_crashed_runs_slot_is_freed(
         info = instance.event_log_storage.get_concurrency_info(RENDER_POOL)
         assert decode_gets("c2") == 1 and decode_gets("c3") == 1, (
             "B or C decoded while A held the only slot", info, [(e.request.op, e.request.key, e.outcome) for e in proxy.log])
-        info = instance.event_log_storage.get_concurrency_info(RENDER_POOL)
         run_a = _run_of(instance, requests[0])
         assert info.slot_count == POOL_LIMIT and [c.run_id for c in info.claimed_slots] == [run_a.run_id]
 
@@ -218,10 +215,7 @@ def test_render_pool_limit_holds_and_a_crashed_runs_slot_is_freed(
         assert all(_run_of(instance, r).status == DagsterRunStatus.STARTED for r in requests[1:])
         freed_at = time.time()
 
-        results = {}
-        for name in ("b", "c"):
-            out, _ = workers[name].communicate(timeout=180)
-            results[name] = json.loads(out.decode().strip().splitlines()[-1])
+        results = {name: _worker_result(workers[name]) for name in ("b", "c")}
         assert all(r["success"] for r in results.values()), results
     finally:
         hold_a.set()
@@ -236,6 +230,12 @@ def test_render_pool_limit_holds_and_a_crashed_runs_slot_is_freed(
     assert retry is not None and retry.success
     result = audit(database, list_keys(boto, s3_bucket, ""), styles=("duotone",), presets=PRESETS)
     assert not result.problems and result.renders == {"completed": 3}, result.summary()
+
+
+def _worker_result(worker) -> dict:
+    """The result line a worker process prints last, once it has exited."""
+    out, _ = worker.communicate(timeout=180)
+    return json.loads(out.decode().strip().splitlines()[-1])
 
 
 def _validated_render_requests(pipeline, defs, instance, boto, s3_bucket, names) -> list[RunRequest]:
