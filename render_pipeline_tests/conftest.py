@@ -72,13 +72,17 @@ def s3_endpoint() -> Iterator[str]:
     server.stop()
 
 
+def boto_client(endpoint: str, **kwargs):
+    """A plain boto3 client straight to the S3 server (no proxy): the tests' own hands."""
+    return boto3.client(
+        "s3", endpoint_url=endpoint, aws_access_key_id=kwargs.pop("access_key", S3_ACCESS_KEY),
+        aws_secret_access_key=kwargs.pop("secret_key", S3_SECRET_KEY), region_name="us-east-1", **kwargs,
+    )
+
+
 @pytest.fixture
 def boto(s3_endpoint: str):
-    """A plain boto3 client on the S3 server: the tests' own hands."""
-    return boto3.client(
-        "s3", endpoint_url=s3_endpoint, aws_access_key_id=S3_ACCESS_KEY,
-        aws_secret_access_key=S3_SECRET_KEY, region_name="us-east-1",
-    )
+    return boto_client(s3_endpoint)
 
 
 @pytest.fixture

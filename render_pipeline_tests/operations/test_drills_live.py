@@ -24,10 +24,10 @@ from dagster import AssetKey, DagsterEventType, EventRecordsFilter
 from render_pipeline.keys import asset_id_for, render_id_for, render_object_keys
 from render_pipeline.maintenance.orphans import OrphanConfig, reconcile_orphans
 from render_pipeline.resources.database import PostgresResource
-from render_pipeline_tests.conftest import s3_settings
+from render_pipeline_tests.conftest import boto_client, s3_settings
 from render_pipeline_tests.imaging.inputs import jpeg
 from render_pipeline_tests.live_stack import LiveStack
-from render_pipeline_tests.reliability.harness import audit, boto_client
+from render_pipeline_tests.reliability.harness import audit
 
 STYLES = ("duotone", "halftone", "pop-poster", "warhol-grid")
 PRESET = "square-1024"

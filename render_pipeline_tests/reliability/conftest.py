@@ -19,7 +19,7 @@ from psycopg import sql
 from render_pipeline.resources.embedded_postgres import dagster_storage_url
 from render_pipeline_tests.conftest import S3_ACCESS_KEY, S3_SECRET_KEY
 from render_pipeline_tests.reliability.fault_proxy import FaultProxy
-from render_pipeline_tests.reliability.harness import boto_client, project_storage
+from render_pipeline_tests.reliability.harness import project_storage
 
 # Short client timeouts so a stalled request fails in seconds, not the production 30 s.
 CLIENT_TIMEOUTS = {"MINIO_CONNECT_TIMEOUT": "2", "MINIO_READ_TIMEOUT": "2", "MINIO_MAX_ATTEMPTS": "3"}
@@ -48,11 +48,6 @@ def soak(request: pytest.FixtureRequest) -> bool:
 def proxy(s3_endpoint: str) -> Iterator[FaultProxy]:
     with FaultProxy(s3_endpoint) as fault_proxy:
         yield fault_proxy
-
-
-@pytest.fixture
-def boto(s3_endpoint: str):
-    return boto_client(s3_endpoint)
 
 
 @pytest.fixture

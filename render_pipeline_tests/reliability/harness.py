@@ -15,7 +15,6 @@ from pathlib import Path
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-import boto3
 import yaml
 from dagster import (
     DagsterEventType,
@@ -38,7 +37,6 @@ from render_pipeline.keys import (
     storable_key,
 )
 from render_pipeline.resources.database import PostgresResource
-from render_pipeline_tests.conftest import S3_ACCESS_KEY, S3_SECRET_KEY
 from render_pipeline_tests.orchestration_helpers import execute, tick
 
 
@@ -46,14 +44,6 @@ DAGSTER_YAML = Path(__file__).resolve().parents[2] / "dagster.yaml"
 # Tags a retry does not take from its parent run: they describe the parent's own outcome.
 _NOT_INHERITED_TAGS = {"dagster/run_key", "dagster/will_retry", "dagster/failure_reason", "dagster/retry_number",
                        "dagster/parent_run_id", "dagster/root_run_id"}
-
-
-def boto_client(endpoint: str, **kwargs):
-    """A plain boto3 client straight to the S3 server (no proxy): the tests' own hands."""
-    return boto3.client(
-        "s3", endpoint_url=endpoint, aws_access_key_id=kwargs.pop("access_key", S3_ACCESS_KEY),
-        aws_secret_access_key=kwargs.pop("secret_key", S3_SECRET_KEY), region_name="us-east-1", **kwargs,
-    )
 
 
 def list_keys(client, bucket: str, prefix: str) -> dict[str, str]:

@@ -39,6 +39,7 @@ from psycopg.rows import dict_row
 
 from render_pipeline.resources.embedded_postgres import stop_embedded_server
 from render_pipeline.settings import DEFAULT_DAGSTER_DB_NAME
+from render_pipeline_tests.conftest import boto_client
 from render_pipeline_tests.orchestration_helpers import jpeg_bytes
 from render_pipeline_tests.reliability.configured_stack import (
     ConfiguredStack,
@@ -48,7 +49,6 @@ from render_pipeline_tests.reliability.configured_stack import (
     status_kib,
 )
 from render_pipeline_tests.reliability.fault_proxy import FaultProxy
-from render_pipeline_tests.reliability.harness import boto_client
 from render_pipeline_tests.reliability.test_burst import corrupt_objects, good_objects
 from render_pipeline_tests.reliability.test_postgres_faults import OwnPostgres
 
