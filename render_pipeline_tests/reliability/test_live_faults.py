@@ -59,6 +59,7 @@ STACK_SETTINGS = {"RENDER_DEFAULT_STYLES": ",".join(STYLES), "RENDER_DEFAULT_PRE
 UPLOADS_PER_DRILL = 2
 RECOVERY_LIMIT = 240.0
 OUTAGE_SECONDS = 25.0
+S3_OUTAGE_SECONDS = 30.0
 START_TIMEOUT_SECONDS = 180.0  # dagster.yaml's run_monitoring.start_timeout_seconds
 
 
@@ -212,6 +213,23 @@ def test_the_shared_database_stopped_mid_run_for_25_s_is_ridden_out(stack, postg
     seconds = _converges(stack, s3, bucket, "database", restarted, retried=False)
     assert stack.running
     print(f"PostgreSQL down {restarted - stopped:.1f} s: every render completed {seconds:.1f} s after the restart")
+
+
+def test_s3_refusing_every_request_for_30_s_mid_run_is_ridden_out(stack, fault_proxy, s3, bucket, soak):
+    _full_drills_only(soak)
+    hold = HeldWrite(fault_proxy)
+    _upload(s3, bucket, "s3-outage")
+    hold.wait(stack)
+    outage = fault_proxy.outage(S3_OUTAGE_SECONDS, status=503, code="ServiceUnavailable")
+    began = time.monotonic()
+    hold.release()
+    # Within MINIO_RETRY_SECONDS the ops retry the refused writes: no render fails, none is redone.
+    seconds = _converges(stack, s3, bucket, "s3-outage", began, retried=False)
+    assert outage.fired > 0
+    assert stack.scalar("SELECT count(*) FROM renders r JOIN assets a ON a.id = r.asset_id "
+                        "WHERE a.object_key LIKE %s AND r.attempt <> 1", ("uploads/s3-outage-%",)) == 0
+    print(f"S3 refused {outage.fired} request(s) for {S3_OUTAGE_SECONDS:.0f} s: every render completed "
+          f"{seconds:.1f} s after the outage began")
 
 
 SOAK_GOOD = int(os.environ.get("RENDER_PIPELINE_SOAK_LIVE_UPLOADS", "2000"))
