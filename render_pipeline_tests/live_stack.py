@@ -134,11 +134,14 @@ class LiveStack:
         except ProcessLookupError:
             pass
 
+    def _server_running(self) -> bool:
+        return embedded_server_running(self.home)
+
     def _ready(self, since: float) -> bool:
         if self.process.poll() is not None:
             raise AssertionError(f"`render-pipeline up` exited with {self.process.returncode}:\n{self.log_tail()}")
         try:
-            if not embedded_server_running(self.home):
+            if not self._server_running():
                 return False
             ages = heartbeat_ages(self.dagster_database())
         except (AssertionError, psycopg.OperationalError):  # the server is still starting up

@@ -1,6 +1,6 @@
 """What the processes a test starts see: the caller's environment without the project's
 settings (a command gets only what the test passes, never the caller's shell), a free port, and
-the pid of a process that has exited."""
+the pid of a process that has exited, the live members of a process group."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 from collections.abc import Mapping
+from pathlib import Path
 
 SETTING_PREFIXES = ("DATABASE_URL", "DB_", "DAGSTER_", "MINIO_", "LOCAL_STORE_ROOT", "RENDER_", "PG_BIN_DIR")
 
@@ -28,3 +29,16 @@ def dead_pid() -> int:
     process = subprocess.Popen(["true"])
     process.wait()
     return process.pid
+
+
+def process_group(pgid: int) -> list[int]:
+    """The live members of a process group, read from /proc."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        try:
+            state, _ppid, group = (entry / "stat").read_text().rpartition(")")[2].split()[:3]
+        except (OSError, ValueError):
+            continue
+        if entry.name.isdigit() and int(group) == pgid and state != "Z":
+            members.append(int(entry.name))
+    return members

@@ -19,6 +19,7 @@ from render_pipeline.resources.embedded_postgres import embedded_server, embedde
 from render_pipeline.stack import read_record
 from render_pipeline_tests.imaging.inputs import png
 from render_pipeline_tests.live_stack import LiveStack
+from render_pipeline_tests.processes import process_group
 
 pytestmark = pytest.mark.reliability
 HANG_SECONDS = 40  # the smallest sound limit is a little over the daemon's 30 s heartbeat interval
@@ -42,15 +43,15 @@ def _killed_daemon_is_restarted(stack: LiveStack) -> int:
     """SIGKILL the daemon: a new one starts, the old one's gRPC server goes, and an upload sent
     after the kill gets its run (returns that run's worker)."""
     daemon = _child(stack, "daemon")
-    assert _group(daemon), "the daemon's group holds its gRPC server"
+    assert process_group(daemon), "the daemon's group holds its gRPC server"
     os.kill(daemon, signal.SIGKILL)
     restarted = stack.wait_until(lambda: _child(stack, "daemon") not in (None, daemon) and _child(stack, "daemon"),
                                  30, "a new daemon")
     assert f"daemon (pid {daemon}) was killed by SIGKILL: restarting it in 1 s (restart 1)" in stack.log_tail(400)
-    stack.wait_until(lambda: not _group(daemon), 15, "the killed daemon's gRPC server to be stopped")
+    stack.wait_until(lambda: not process_group(daemon), 15, "the killed daemon's gRPC server to be stopped")
     stack.put_upload("uploads/after-kill/a.png", png(64, 48, seed=1))
     worker = stack.wait_until(lambda: _run_worker(stack), 120, "the run of the upload sent after the kill")
-    assert worker in _group(restarted)
+    assert worker in process_group(restarted)
     return worker
 
 
@@ -73,7 +74,7 @@ def _hung_daemon_is_restarted(stack: LiveStack) -> None:
                       rf"restarting it in \d+ s", log)
     assert found and HANG_SECONDS < int(found[1]) < HANG_SECONDS + 15, log
     assert f"daemon's run workers (group {daemon}) go on" in log
-    assert not _alive(daemon) and _group(daemon)  # the hung process is gone, its runs' processes are not
+    assert not _alive(daemon) and process_group(daemon)  # the hung process is gone, its runs' processes are not
 
 
 def _sigterm_stops_everything_in_order(stack: LiveStack, held_worker: int) -> None:
@@ -127,19 +128,6 @@ def _run_worker(stack: LiveStack, besides: int | None = None) -> int | None:
         except OSError:
             continue
     return None
-
-
-def _group(pgid: int) -> list[int]:
-    """The live members of a process group, read from /proc."""
-    members = []
-    for entry in Path("/proc").iterdir():
-        try:
-            state, _ppid, group = (entry / "stat").read_text().rpartition(")")[2].split()[:3]
-        except (OSError, ValueError):
-            continue
-        if entry.name.isdigit() and int(group) == pgid and state != "Z":
-            members.append(int(entry.name))
-    return members
 
 
 def _alive(pid: int) -> bool:

@@ -44,10 +44,10 @@ from render_pipeline_tests.orchestration_helpers import jpeg_bytes
 from render_pipeline_tests.reliability.configured_stack import (
     ConfiguredStack,
     own_postgres,
-    process_group,
     stack_environment,
     status_kib,
 )
+from render_pipeline_tests.processes import process_group
 from render_pipeline_tests.reliability.fault_proxy import FaultProxy
 from render_pipeline_tests.reliability.test_burst import corrupt_objects, good_objects
 from render_pipeline_tests.reliability.test_postgres_faults import OwnPostgres
