@@ -72,7 +72,7 @@ def _hung_daemon_is_restarted(stack: LiveStack) -> None:
     log = stack.log_tail(400)
     found = re.search(rf"daemon \(pid {daemon}\) is hung: no heartbeat for (\d+) s \(limit {HANG_SECONDS} s\): "
                       rf"restarting it in \d+ s", log)
-    assert found and HANG_SECONDS < int(found[1]) < HANG_SECONDS + 15, log
+    assert found and HANG_SECONDS <= int(found[1]) < HANG_SECONDS + 15, log  # the age is printed rounded
     assert f"daemon's run workers (group {daemon}) go on" in log
     assert not _alive(daemon) and process_group(daemon)  # the hung process is gone, its runs' processes are not
 
