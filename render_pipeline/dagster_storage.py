@@ -30,9 +30,10 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from dagster._core.storage.event_log import EventLogStorage
 from dagster_postgres import DagsterPostgresStorage
 from dagster_postgres.event_log import PostgresEventLogStorage
+from dagster_postgres.run_storage import PostgresRunStorage
+from dagster_postgres.schedule_storage import PostgresScheduleStorage
 from sqlalchemy import event
 from sqlalchemy.exc import DisconnectionError
 from dagster_postgres.utils import get_token_provider_from_config, pg_url_from_config
@@ -48,19 +49,23 @@ class PooledPostgresStorage(DagsterPostgresStorage):
     """``DagsterPostgresStorage`` whose run, event-log and schedule storages reuse connections."""
 
     def __init__(self, postgres_url: str, should_autocreate_tables: bool = True, inst_data=None, token_provider=None):
-        super().__init__(postgres_url, should_autocreate_tables, inst_data, token_provider)
-        self._known_tables_event_log = KnownTablesEventLogStorage(
+        # DagsterPostgresStorage.__init__, with the event-log storage below in place of its own
+        # (built there, it would be one more engine per process that nothing uses).
+        self.postgres_url = postgres_url
+        self.should_autocreate_tables = should_autocreate_tables
+        self._inst_data = inst_data
+        self._run_storage = PostgresRunStorage(postgres_url, should_autocreate_tables, token_provider=token_provider)
+        self._event_log_storage = KnownTablesEventLogStorage(
             postgres_url, should_autocreate_tables, token_provider=token_provider)
-        for storage in (self.run_storage, self.event_log_storage, self.schedule_storage):
+        self._schedule_storage = PostgresScheduleStorage(
+            postgres_url, should_autocreate_tables, token_provider=token_provider)
+        super(DagsterPostgresStorage, self).__init__()
+        for storage in (self._run_storage, self._event_log_storage, self._schedule_storage):
             storage.optimize_for_webserver(NO_STATEMENT_TIMEOUT, POOL_RECYCLE_SECONDS, POOL_MAX_OVERFLOW)
             # The engine dagster-postgres just made (it has no public accessor).
             engine = storage._engine  # noqa: SLF001
             event.listen(engine, "do_connect", OutageTolerantConnect())
             event.listen(engine, "checkout", _replace_if_dead)
-
-    @property
-    def event_log_storage(self) -> EventLogStorage:
-        return self._known_tables_event_log
 
     @classmethod
     def from_config_value(cls, inst_data, config_value: Mapping[str, Any]) -> PooledPostgresStorage:

@@ -12,6 +12,11 @@ The render materializations carry Dagster's data-provenance tags (code version, 
 `uploads` materialization they were rendered from, and a data version derived from the
 output bytes), so the UI marks them stale exactly as it would its own materializations: when
 the style's version changes or the upload is validated again.
+
+A step's materializations are logged as one batch, the way Dagster logs those it derives from
+a partitioned output: with DAGSTER_EVENT_BATCH_SIZE set (every launch path sets it) they are
+stored by one ``store_event_batch`` — a few statements for the whole run — instead of four
+statements each.  Yielded, each would be written on its own.
 """
 
 from __future__ import annotations
@@ -38,6 +43,9 @@ from dagster import (
 from dagster._core.definitions.asset_checks.asset_check_evaluation import (
     AssetCheckEvaluationTargetMaterializationData,
 )
+# What Dagster's own step execution logs a partitioned output's materializations with
+# (execute_step._log_materialization_or_observation_events_for_asset); dagster is pinned, and test_events fails if these change.
+from dagster._core.events import DagsterEvent, DagsterEventBatchMetadata, generate_event_batch_id
 
 from render_pipeline import imaging
 from render_pipeline.render.metadata import render_partition_metadata, upload_check_metadata
@@ -89,9 +97,10 @@ def render_partition_events(
     uploads: Mapping[str, UploadRow],
     rows: Sequence[Mapping],
     completed: Sequence[CompletedItem],
-) -> Iterator[AssetMaterialization | AssetCheckEvaluation]:
+) -> Iterator[AssetCheckEvaluation]:
     """For each partition of the run: its materialization (if this run rendered any of its
-    presets) and its ``presets_complete`` evaluation, from the rows as they now stand."""
+    presets), logged as one batch, and its ``presets_complete`` evaluation, yielded, from the
+    rows as they now stand."""
     key = render_asset_key(style.id)
     code_version = f"{style.id}@{style.version}"
     provenance = latest_materializations(context.instance, UPLOADS_KEY, list(asset_ids))
@@ -102,19 +111,21 @@ def render_partition_events(
     for item in completed:
         completed_by_partition.setdefault(item.partition_key, []).append(item)
 
-    checks = []
+    checks, materializations = [], []
     for partition_key, asset_id in asset_ids.items():
         mine = completed_by_partition.get(partition_key, [])
         problems = _preset_problems(uploads.get(partition_key), rows_by_upload.get(asset_id, {}), presets, mine,
                                     style.version)
         if mine:
-            yield _materialization(key, code_version, partition_key, mine, presets, provenance.get(partition_key))
+            materializations.append(
+                _materialization(key, code_version, partition_key, mine, presets, provenance.get(partition_key)))
         checks.append(PartitionCheck(
             partition_key,
             passed=not problems,
             description="; ".join(problems) if problems else f"all {len(presets)} preset(s) completed",
             metadata=_check_metadata(presets, mine),
         ))
+    log_materializations(context, materializations)
     yield from check_evaluations(context.instance, key, PRESETS_CHECK, checks)
 
 
@@ -125,24 +136,35 @@ def unchecked_partition_events(
     partition_keys: Sequence[str],
     completed: Sequence[CompletedItem],
     reason: str,
-) -> Iterator[AssetMaterialization | AssetCheckEvaluation]:
+) -> Iterator[AssetCheckEvaluation]:
     """The run's events when the rows behind ``presets_complete`` cannot be read: each
     partition's materialization of what this run wrote, and an evaluation per partition that
     fails as an error of the check (it could not look) — the renders themselves stand."""
     key = render_asset_key(style.id)
     code_version = f"{style.id}@{style.version}"
-    checks = []
+    checks, materializations = [], []
     for partition_key in partition_keys:
         mine = [item for item in completed if item.partition_key == partition_key]
         if mine:
-            yield _materialization(key, code_version, partition_key, mine, presets, None)
+            materializations.append(_materialization(key, code_version, partition_key, mine, presets, None))
         checks.append(PartitionCheck(
             partition_key, passed=False,
             description=f"not evaluated: the render rows could not be read ({reason}); this run wrote "
                         f"{len(mine)} of {len(presets)} preset(s)",
             metadata=_check_metadata(presets, mine),
         ))
+    log_materializations(context, materializations)
     yield from check_evaluations(context.instance, key, PRESETS_CHECK, checks)
+
+
+def log_materializations(context: OpExecutionContext, materializations: Sequence[AssetMaterialization]) -> None:
+    """Log ``materializations`` from this step as one event batch (see the module docstring);
+    creating a step's event is what logs it."""
+    step_context = context.get_step_execution_context()
+    batch_id = generate_event_batch_id()
+    for index, materialization in enumerate(materializations):
+        is_end = index == len(materializations) - 1
+        DagsterEvent.asset_materialization(step_context, materialization, DagsterEventBatchMetadata(batch_id, is_end))
 
 
 def _materialization(

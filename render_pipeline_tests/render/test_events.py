@@ -8,13 +8,18 @@ from __future__ import annotations
 import hashlib
 import io
 
-from dagster import AssetCheckKey, AssetKey, AssetRecordsFilter, AssetSelection, RunRequest
+import psycopg
+import pytest
+from dagster import AssetCheckKey, AssetKey, AssetRecordsFilter, AssetSelection, RunRequest, instance_for_test
 from PIL import Image
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from render_pipeline import imaging
 from render_pipeline.definitions import build_definitions
 from render_pipeline.render.events import PRESETS_CHECK, render_asset_key
 from render_pipeline.render.job import PARTITION_RANGE_END_TAG, PARTITION_RANGE_START_TAG, RENDER_RUN_TAGS
+from render_pipeline.resources.embedded_postgres import dagster_storage_url
 from render_pipeline.settings import load_settings
 from render_pipeline_tests.orchestration_helpers import (
     definitions_for,
@@ -33,6 +38,12 @@ UPLOADS = {
     "b4/fine.png": png_bytes(seed=4),
 }
 RENDERED = {"b1/fine.jpg", "b4/fine.png"}
+
+
+@pytest.fixture(autouse=True)
+def batched_event_writes(monkeypatch):
+    """As every launch path runs them (render-pipeline up, deploy/): Dagster's batched writes on."""
+    monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", "64")
 
 
 def _one_ranged_run(defs, instance, boto, bucket):
@@ -126,6 +137,41 @@ def test_each_upload_partition_shows_its_own_validation(s3_env, boto, s3_bucket,
     checks = _latest_evaluations(instance, AssetKey("uploads"), "upload_is_valid")
     assert {p for p, e in checks.items() if e.passed} == RENDERED
     assert checks["b3/notes.txt"].description == "unsupported_format: the file is text, not an image"
+
+
+def test_a_steps_render_materializations_are_written_as_one_batch(
+    s3_env, boto, s3_bucket, pg_admin_url, tmp_path, monkeypatch
+):
+    """On Dagster's PostgreSQL storage: the rows one statement inserts share a transaction id
+    (``xmin``), so one id for the step's materializations means one batched write.  Without
+    DAGSTER_EVENT_BATCH_SIZE each is written on its own — the contrast shows the check can tell."""
+    defs = definitions_for({**s3_env, "RENDER_DEFAULT_STYLES": "duotone"}, presets=("play-feature",))
+    writes = {}
+    for batch_size in ("64", "0"):
+        monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", batch_size)
+        database = f"dagster_batch{batch_size}_{tmp_path.name[-8:].lower()}".replace("-", "_")
+        with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+        url = dagster_storage_url(pg_admin_url, database)
+        storage = {"custom": {"module": "render_pipeline.dagster_storage", "class": "PooledPostgresStorage",
+                              "config": {"postgres_url": url}}}
+        for i in range(3):
+            boto.put_object(Bucket=s3_bucket, Key=f"uploads/batch{batch_size}/{i}.jpg", Body=jpeg_bytes(64, 48, seed=i))
+        (tmp_path / batch_size).mkdir()
+        with instance_for_test(overrides={"storage": storage}, temp_dir=str(tmp_path / batch_size)) as instance:
+            selection = tick(defs, instance, "uploads_sensor").run_requests[0].asset_selection
+            keys = instance.get_dynamic_partitions("uploads")
+            request = RunRequest(asset_selection=selection, tags={
+                **RENDER_RUN_TAGS, PARTITION_RANGE_START_TAG: keys[0], PARTITION_RANGE_END_TAG: keys[-1]})
+            assert execute(defs, instance, request).success
+            assert len(instance.get_materialized_partitions(render_asset_key("duotone"))) == 3
+        with psycopg.connect(make_conninfo(pg_admin_url, dbname=database)) as conn:
+            writes[batch_size] = conn.execute(
+                "SELECT count(*), count(DISTINCT xmin::text) FROM event_logs "
+                "WHERE dagster_event_type = 'ASSET_MATERIALIZATION' AND asset_key = %s",
+                (render_asset_key("duotone").to_string(),),
+            ).fetchone()
+    assert writes == {"64": (3, 1), "0": (3, 3)}
 
 
 def _metadata_reason(instance, partition: str) -> str:
