@@ -159,7 +159,9 @@ def unchecked_partition_events(
 
 def log_materializations(context: OpExecutionContext, materializations: Sequence[AssetMaterialization]) -> None:
     """Log ``materializations`` from this step as one event batch (see the module docstring);
-    creating a step's event is what logs it."""
+    creating a step's event is what logs it.  They reach the event log (and the UI) like any
+    other; only an in-process result's own event list (``execute_in_process().all_events``)
+    does not hold them, since they are not yielded."""
     step_context = context.get_step_execution_context()
     batch_id = generate_event_batch_id()
     for index, materialization in enumerate(materializations):
