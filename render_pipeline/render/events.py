@@ -15,7 +15,7 @@ the style's version changes or the upload is validated again.
 
 A step's materializations are logged as one batch, the way Dagster logs those it derives from
 a partitioned output: with DAGSTER_EVENT_BATCH_SIZE set (every launch path sets it) they are
-stored by one ``store_event_batch`` — a few statements for the whole run — instead of four
+stored by one ``store_event_batch`` — a few statements for the whole step — instead of four
 statements each.  Yielded, each would be written on its own.
 """
 
@@ -44,7 +44,8 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
     AssetCheckEvaluationTargetMaterializationData,
 )
 # What Dagster's own step execution logs a partitioned output's materializations with
-# (execute_step._log_materialization_or_observation_events_for_asset); dagster is pinned, and test_events fails if these change.
+# (execute_step._log_materialization_or_observation_events_for_asset).  Private: dagster is
+# pinned, and render/test_events.py fails if the batch stops being one write.
 from dagster._core.events import DagsterEvent, DagsterEventBatchMetadata, generate_event_batch_id
 
 from render_pipeline import imaging
