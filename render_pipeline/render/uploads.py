@@ -8,9 +8,7 @@ directory, so every style renders exactly them without fetching the object again
 """
 
 import hashlib
-from collections import deque
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from dagster import (
@@ -104,16 +102,10 @@ def _fetched_ahead(
     """Each partition's object, in order, read up to FETCH_AHEAD partitions ahead of the one
     being validated: the store's latency overlaps the previous upload's decode and rows,
     and at most FETCH_AHEAD + 1 uploads' bytes are held at once."""
-    with ThreadPoolExecutor(max_workers=FETCH_AHEAD, thread_name_prefix="fetch") as pool:
-        pending: deque[tuple[str, Future[Fetched]]] = deque()
-        for partition_key in partition_keys:
-            pending.append((partition_key, pool.submit(_fetch, object_store, object_key_for(partition_key), limits)))
-            if len(pending) > FETCH_AHEAD:
-                key, future = pending.popleft()
-                yield key, future.result()
-        while pending:
-            key, future = pending.popleft()
-            yield key, future.result()
+    fetches = object_store.prefetch([object_key_for(key) for key in partition_keys], ahead=FETCH_AHEAD,
+                                    read=lambda object_key: _fetch(object_store, object_key, limits))
+    for partition_key, (_object_key, fetched) in zip(partition_keys, fetches):
+        yield partition_key, fetched.result()
 
 
 def _fetch(object_store: ObjectStore, object_key: str, limits: imaging.DecodeLimits) -> Fetched:

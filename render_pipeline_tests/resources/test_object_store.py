@@ -41,6 +41,11 @@ def test_batch_helpers_keep_order_and_report_missing_objects(object_store):
         else:
             assert future.result() == key.encode()
 
+    # Any read, not only get (the uploads step reads HEAD, then the bytes):
+    sizes = [(key, future.result().size) for key, future in object_store.prefetch(keys[:4], ahead=2,
+                                                                                  read=object_store.head)]
+    assert sizes == [(key, len(key)) for key in keys[:4]]
+
     heads = object_store.head_many(wanted)
     assert list(heads) == wanted
     assert heads["renders/missing/output.png"] is None and heads[keys[0]].size == len(keys[0])

@@ -10,10 +10,11 @@ from __future__ import annotations
 import itertools
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TypeVar
 
 from dagster import ConfigurableResource
 from pydantic import Field
@@ -22,6 +23,7 @@ LIST_PAGE_SIZE = 1000  # S3 returns at most 1 000 keys per listing page
 IO_THREADS = 8  # requests in flight for the batch helpers; botocore pools 10 connections
 MAX_KEY_BYTES = 1024  # S3's limit on a key's UTF-8 length
 PIPELINE_PREFIXES = ("uploads/", "renders/")  # the only prefixes the pipeline reads or writes
+T = TypeVar("T")
 
 
 class ObjectStoreError(RuntimeError):
@@ -151,18 +153,22 @@ class ObjectStore(ConfigurableResource, ABC):
     # Batch helpers: a run reads, writes and checks dozens of objects, and each request waits
     # on the network far longer than it uses the CPU, so they overlap on a few threads.
 
-    def prefetch(self, keys: Sequence[str], *, ahead: int = 4) -> Iterator[tuple[str, Future[bytes]]]:
-        """``(key, future of get(key))`` in order, with up to ``ahead`` gets in flight, so the
-        caller's work on one object overlaps fetching the next; ``future.result()`` raises
-        what ``get`` raised."""
+    def prefetch(
+        self, keys: Sequence[str], *, ahead: int = 4, read: Callable[[str], T] | None = None
+    ) -> Iterator[tuple[str, Future[T]]]:
+        """``(key, future of read(key))`` in order (``read`` defaults to ``get``), with up to
+        ``ahead`` reads in flight, so the caller's work on one object overlaps fetching the
+        next and at most ``ahead`` + 1 objects are held; ``future.result()`` raises what
+        ``read`` raised."""
+        read = read or self.get
         with ThreadPoolExecutor(max_workers=ahead, thread_name_prefix="prefetch") as pool:
             remaining = iter(keys)
-            pending = deque((key, pool.submit(self.get, key)) for key in itertools.islice(remaining, ahead))
+            pending = deque((key, pool.submit(read, key)) for key in itertools.islice(remaining, ahead))
             while pending:
                 key, future = pending.popleft()
                 following = next(remaining, None)
                 if following is not None:
-                    pending.append((following, pool.submit(self.get, following)))
+                    pending.append((following, pool.submit(read, following)))
                 yield key, future
 
     def put_many(self, objects: Sequence[tuple[str, bytes, str]]) -> list[ObjectInfo]:
