@@ -101,7 +101,7 @@ def end_run_of_dead_worker(instance: DagsterInstance, run_id: str, pid: int | No
     run = instance.get_run_by_id(run_id)
     if run is None or run.is_finished:
         return None
-    message = worker_died_message(pid) if pid is not None else NEVER_STARTED
+    message = _dead_run_reason(pid)
     if run.status == DagsterRunStatus.CANCELING:
         instance.report_run_canceled(run, message=message)
         ended = DagsterRunStatus.CANCELED
@@ -110,6 +110,10 @@ def end_run_of_dead_worker(instance: DagsterInstance, run_id: str, pid: int | No
         ended = DagsterRunStatus.FAILURE
     instance.event_log_storage.free_concurrency_slots_for_run(run_id)
     return ended
+
+
+def _dead_run_reason(pid: int | None) -> str:
+    return worker_died_message(pid) if pid is not None else NEVER_STARTED
 
 
 def end_dead_runs(instance: DagsterInstance, log: Logger) -> DeadRunReport:
@@ -124,8 +128,7 @@ def end_dead_runs(instance: DagsterInstance, log: Logger) -> DeadRunReport:
         elif ended == DagsterRunStatus.CANCELED:
             report.canceled.append(run_id)
         if ended is not None:
-            reason = worker_died_message(pid) if pid is not None else NEVER_STARTED
-            log.warning(f"run {run_id}: {reason}; marked {ended.value}")
+            log.warning(f"run {run_id}: {_dead_run_reason(pid)}; marked {ended.value}")
     return report
 
 
