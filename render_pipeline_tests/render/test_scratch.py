@@ -10,7 +10,13 @@ import uuid
 import numpy as np
 from dagster import build_resources
 
-from render_pipeline.render.scratch import ABANDONED_AFTER_SECONDS, SCRATCH_PREFIX, RenderScratch, remove_abandoned
+from render_pipeline.render.scratch import (
+    ABANDONED_AFTER_SECONDS,
+    SCRATCH_PREFIX,
+    WRITE_PIECE,
+    RenderScratch,
+    remove_abandoned,
+)
 
 
 def test_spilled_items_round_trip_and_the_directory_goes_with_the_run() -> None:
@@ -37,6 +43,24 @@ def test_spilled_items_round_trip_and_the_directory_goes_with_the_run() -> None:
         # Names are ours, never the user's keys.
         assert all(path.name.startswith(("0", "source-")) for path in root.iterdir())
     assert not root.exists()
+
+
+def test_items_larger_than_a_write_piece_round_trip_as_standard_npy_files() -> None:
+    """Spills are written piece by piece; what lands is still one exact, standard .npy file,
+    also for a strided view (a transpose, a crop) rather than a contiguous array."""
+    rng = np.random.default_rng(5)
+    image = rng.integers(0, 256, (1201, 1603, 3), dtype=np.uint8)  # 5.8 MB: several pieces
+    view = image.transpose(1, 0, 2)[::-1]
+    blob = rng.bytes(3 * WRITE_PIECE + 17)
+    with build_resources({"scratch": RenderScratch()}) as resources:
+        scratch: RenderScratch = resources.scratch
+        spilled = scratch.spill(view)
+        assert np.array_equal(np.load(spilled.path, allow_pickle=False), view)
+        assert np.array_equal(spilled.load(), view) and spilled.load().shape == view.shape
+        assert scratch.spill_bytes(blob).load() == blob
+        upload = uuid.uuid4()
+        scratch.keep_source(upload, blob)
+        assert scratch.source(upload) == blob
 
 
 def test_a_killed_workers_directory_is_swept_but_a_live_runs_is_not(tmp_path) -> None:
