@@ -15,7 +15,7 @@ sighting harmless.
 import functools
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
@@ -68,11 +68,16 @@ from render_pipeline.store.uploads import UploadSighting
 
 MAX_PAGES_PER_TICK = 5
 MAX_UPLOADS_PER_TICK = 400  # each new partition and run request costs the daemon time
-# A run costs seconds to launch, so new uploads share runs of up to this many (a run's memory
-# does not grow with its batch) ...
-MAX_UPLOADS_PER_SENSOR_RUN = 64
-# ... but a burst is split over at least this many runs, one per run slot (dagster.yaml's
-# max_concurrent_runs), so every core renders: a run renders on one core.
+# A run costs seconds to launch (≈ 2 s of a core to start its worker), so new uploads share
+# runs of up to this many: a 1 000-upload burst of 2 MP images took 216 s in runs of ≤ 128
+# against 252 s in runs of ≤ 64 (benchmarks/dagster_bench.py part b).  A run's memory does
+# not grow with its batch ...
+MAX_UPLOADS_PER_SENSOR_RUN = 128
+# ... but its scratch directory does (20-30x the source bytes: the decodes and fitted
+# images every style of the run shares), so large images share smaller runs.
+MAX_SOURCE_BYTES_PER_SENSOR_RUN = 256 * 1024 * 1024
+# A burst is split over a multiple of this many runs, one per run slot (dagster.yaml's
+# max_concurrent_runs), so every core renders until the burst is done: a run renders on one core.
 MIN_RUNS_PER_BURST = 2
 MAX_SKIP_LINES = 10  # skipped event records logged one per line; the rest are counted
 PENDING_RUN_STATUSES = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
@@ -146,7 +151,7 @@ def build_uploads_sensor(render_styles: Sequence[str]):
 
         # Partitions added in one request are appended in order, so new keys form one
         # contiguous range and can share ranged runs; known partitions run on their own.
-        batches = split_into_runs([s for s in sightings if s.partition_key in new_keys])
+        batches = split_into_runs([s for s in sightings if s.partition_key in new_keys], lambda s: s.size)
         batches += [[s] for s in sightings if s.partition_key not in new_keys]
         run_requests = [_run_request(batch, cursor.cycle, render_keys) for batch in batches]
 
@@ -241,12 +246,15 @@ def _scan(
     return sightings, invalid_keys, pages
 
 
-def split_into_runs(sightings: Sequence[Item]) -> list[list[Item]]:
-    """Consecutive groups of near-equal size: as few runs as MAX_UPLOADS_PER_SENSOR_RUN
-    allows, but at least MIN_RUNS_PER_BURST when there are that many uploads."""
+def split_into_runs(sightings: Sequence[Item], size_of: Callable[[Item], int] = lambda _: 0) -> list[list[Item]]:
+    """Consecutive groups of near-equal length: as few runs as MAX_UPLOADS_PER_SENSOR_RUN and
+    (on average) MAX_SOURCE_BYTES_PER_SENSOR_RUN allow, rounded up to whole rounds of
+    MIN_RUNS_PER_BURST runs when there are that many uploads."""
     if not sightings:
         return []
-    runs = max(math.ceil(len(sightings) / MAX_UPLOADS_PER_SENSOR_RUN), min(MIN_RUNS_PER_BURST, len(sightings)))
+    needed = max(math.ceil(len(sightings) / MAX_UPLOADS_PER_SENSOR_RUN),
+                 math.ceil(sum(size_of(s) for s in sightings) / MAX_SOURCE_BYTES_PER_SENSOR_RUN))
+    runs = min(len(sightings), MIN_RUNS_PER_BURST * math.ceil(needed / MIN_RUNS_PER_BURST))
     size, extra = divmod(len(sightings), runs)
     batches, start = [], 0
     for index in range(runs):

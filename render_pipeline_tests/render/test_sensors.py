@@ -25,23 +25,33 @@ from render_pipeline_tests.orchestration_helpers import (
 from render_pipeline_tests.reliability.harness import Pipeline
 
 
-def _sightings(count: int) -> list[UploadSighting]:
-    return [UploadSighting(uuid.uuid4(), f"uploads/u{i}/p.jpg", f"u{i}/p.jpg", f"e{i}", 1000) for i in range(count)]
+MiB = 1024 * 1024
 
 
-@pytest.mark.parametrize(("uploads", "sizes"), [
-    (1, [1]),
-    (2, [1, 1]),  # one run per run slot, so both cores render
-    (5, [3, 2]),
-    (64, [32, 32]),
-    (129, [43, 43, 43]),  # no run over MAX_UPLOADS_PER_SENSOR_RUN
+def _sightings(count: int, size: int = 1000) -> list[UploadSighting]:
+    return [UploadSighting(uuid.uuid4(), f"uploads/u{i}/p.jpg", f"u{i}/p.jpg", f"e{i}", size) for i in range(count)]
+
+
+@pytest.mark.parametrize(("uploads", "size", "sizes"), [
+    (1, 1000, [1]),
+    (2, 1000, [1, 1]),  # one run per run slot, so both cores render
+    (5, 1000, [3, 2]),
+    (64, 1000, [32, 32]),
+    (200, 1000, [100, 100]),
+    (129, 1000, [65, 64]),  # no run over MAX_UPLOADS_PER_SENSOR_RUN
+    (257, 1000, [65, 64, 64, 64]),  # three runs' worth, rounded up to whole rounds of the two slots
+    (64, 4 * MiB, [32, 32]),  # 12 MP photos: 256 MiB of sources, within two runs
+    (64, 10 * MiB, [16, 16, 16, 16]),  # 640 MiB: three runs' worth of scratch, in two rounds
 ])
-def test_a_burst_is_split_into_near_equal_runs_one_per_run_slot_at_least(uploads: int, sizes: list[int]) -> None:
-    sightings = _sightings(uploads)
-    batches = sensors.split_into_runs(sightings)
+def test_a_burst_is_split_into_near_equal_runs_in_whole_rounds_of_the_run_slots(
+    uploads: int, size: int, sizes: list[int]
+) -> None:
+    sightings = _sightings(uploads, size)
+    batches = sensors.split_into_runs(sightings, lambda s: s.size)
     assert [len(batch) for batch in batches] == sizes
     assert [s for batch in batches for s in batch] == sightings  # contiguous, in order: ranged runs
     assert max(sizes) <= sensors.MAX_UPLOADS_PER_SENSOR_RUN
+    assert max(sizes) * size <= 1.25 * sensors.MAX_SOURCE_BYTES_PER_SENSOR_RUN
 
 
 def test_a_second_tick_starts_nothing_and_a_key_before_the_cursor_is_found(s3_env, boto, s3_bucket, database, instance):
