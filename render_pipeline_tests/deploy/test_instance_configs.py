@@ -84,8 +84,15 @@ def test_k8s_instance_is_valid_dagster_configuration(tmp_path):
     assert launcher["env_config_maps"] == ["render-pipeline-env"]
     assert launcher["env_secrets"] == ["render-pipeline-secrets"]
     assert "DAGSTER_EVENT_BATCH_SIZE=64" in launcher["env_vars"]
-    resources = launcher["run_k8s_config"]["container_config"]["resources"]
+    container = launcher["run_k8s_config"]["container_config"]
+    resources = container["resources"]
     assert resources["requests"]["cpu"] == resources["limits"]["cpu"] == "1"
+    # The run's scratch directory is a pod-local volume the node reserves room for.
+    assert {"name": "TMPDIR", "value": "/scratch"} in container["env"]
+    assert container["volume_mounts"] == [{"name": "render-scratch", "mount_path": "/scratch"}]
+    volumes = launcher["run_k8s_config"]["pod_spec_config"]["volumes"]
+    assert [v["name"] for v in volumes if "empty_dir" in v] == ["render-scratch"]
+    assert resources["requests"]["ephemeral-storage"]
     storage = _class_config(config["storage"]["custom"])
     assert storage["postgres_db"]["password"] == INSTANCE_ENV["DAGSTER_PG_PASSWORD"]  # from the env, not the file
     assert "placeholder" not in path.read_text()
