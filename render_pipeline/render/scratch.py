@@ -56,9 +56,10 @@ class SpilledBytes:
 
 
 SCRATCH_PREFIX = "render-run-"
-# Spills are written in pieces of this size: one write() of a whole 36 MB decode into ext4's
-# page cache took 2-5x the time and CPU of the same bytes in 1 MiB writes, measured on this
-# project's machines (benchmarks/dagster_bench.py part d: the largest cost after the engine).
+# Spills are written in pieces of this size: one write() per array into ext4's page cache
+# took about twice the time and CPU of the same bytes in 1 MiB writes on this project's
+# machines (one run's spills: 0.8-2.3 s against 0.7-0.9 s), and spills were the largest cost
+# after the engine in a profile of benchmarks/dagster_bench.py part d.
 WRITE_PIECE = 1 << 20
 # A run lasts at most an hour (run monitoring's max_runtime_seconds); a directory untouched
 # for this long belongs to a worker that was killed before it could delete it.
@@ -101,16 +102,14 @@ class RenderScratch(ConfigurableResource):
 
     def spill_bytes(self, data: bytes) -> SpilledBytes:
         path = self._path(".bin")
-        with path.open("wb") as file:
-            _write_in_pieces(file, memoryview(data))
+        _write_file(path, data)
         return SpilledBytes(path, len(data))
 
     # Validated sources: the uploads step stores the bytes it validated, and every style's
     # decode reads them from here instead of fetching (and hashing) the object again.
 
     def keep_source(self, asset_id: uuid.UUID, data: bytes) -> None:
-        with (self.root / f"source-{asset_id.hex}").open("wb") as file:
-            _write_in_pieces(file, memoryview(data))
+        _write_file(self.root / f"source-{asset_id.hex}", data)
 
     def source(self, asset_id: uuid.UUID) -> bytes | None:
         path = self.root / f"source-{asset_id.hex}"
@@ -136,6 +135,11 @@ class RenderScratch(ConfigurableResource):
     def _keep_shared(self, key: tuple, array: np.ndarray) -> SpilledArray:
         spilled = self._shared[key] = SpilledArray(self.spill(array).path, shared=True)
         return spilled
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    with path.open("wb") as file:
+        _write_in_pieces(file, memoryview(data))
 
 
 def _write_in_pieces(file: BinaryIO, data: memoryview) -> None:
